@@ -1,0 +1,85 @@
+"""The `instrument` command line: one entry point, one module per subcommand.
+
+Each subcommand module in `instrument.commands` exposes `configure(parser)` and
+`run(args) -> int`. Modules are imported only when their command runs, so
+`instrument --help` stays fast and does not load torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from instrument import __version__
+from instrument.errors import UsageError
+
+# name -> (module, one-line help). Order is the order shown by --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "play": ("instrument.commands.play", "play live: controller -> model -> virtual MIDI port"),
+    "render": ("instrument.commands.render", "re-render a recorded control stream offline to a .mid"),
+    "ports": ("instrument.commands.ports", "list MIDI APIs and their ports"),
+    "monitor": ("instrument.commands.monitor", "print (or record) a controller's live frames"),
+    "calibrate": ("instrument.commands.calibrate", "record a performer's rest/max EMG and reach box"),
+    "export": ("instrument.commands.export", "render a recorded session to PNG and WAV"),
+    "train": ("instrument.commands.train", "train a model (charrnn, dcrnn)"),
+    "eval": ("instrument.commands.eval", "evaluate a model (charrnn, dcrnn)"),
+    "bench": ("instrument.commands.bench", "benchmarks: model, latency, controllers, soak"),
+    "data": ("instrument.commands.data", "corpus tools: stats"),
+}
+
+
+def _available() -> dict[str, tuple[str, str]]:
+    """Commands whose module is installed (lets the CLI grow one module at a time)."""
+    found = {}
+    for name, (module, help_text) in COMMANDS.items():
+        if importlib.util.find_spec(module) is not None:
+            found[name] = (module, help_text)
+    return found
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only the selected subcommand's module is imported."""
+    parser = argparse.ArgumentParser(
+        prog="instrument",
+        description=(
+            "Deep Symphony Live: a gesture-played neural music instrument.\n"
+            "Move a hand in front of a JeVois camera (or flex under a Myo armband, or use\n"
+            "the webcam, the mouse, or the built-in demo) and neural generators play notes\n"
+            "through a virtual MIDI port that your DAW or synth listens to."
+        ),
+        epilog="Start with `instrument play` (demo controller, shipped model). "
+        "`instrument COMMAND --help` explains each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in _available().items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == selected:
+            importlib.import_module(module).configure(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `instrument` command line; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(_available()[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except UsageError as err:
+        print(f"instrument {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

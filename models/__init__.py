@@ -1,0 +1,4 @@
+"""Models: the event codec, corpus, networks, training and evaluation.
+
+This package never opens MIDI ports or serial devices.
+"""

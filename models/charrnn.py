@@ -1,0 +1,133 @@
+"""Conditional Char-RNN over performance events: the instrument's main, streamable voice.
+
+An LSTM (or GRU) language model over the 388 performance events (models/events.py).
+Every step's input is the event's embedding concatenated with a condition vector
+(models/conditioning.py: register, density, pitch-class histogram of the music about
+to be played), so the hand can steer it while it plays. With ``cond_dim=0`` the same
+code is the plain Char-RNN baseline of the original Deep Symphony study.
+
+References:
+- Oore et al., "This Time with Feeling: Learning Expressive Musical Performance" (2018),
+  Performance RNN: the event vocabulary and the conditioning windows.
+- Karpathy, char-rnn (2015), and nanoGPT's file layout.
+
+Two ways to run the same weights:
+- ``forward(tokens, cond, targets)`` over whole sequences, for training and NLL;
+- ``init_state()`` then ``step(token, cond, state)`` one event at a time, for live play.
+  A state is a tuple of tensors that is never modified in place, so a snapshot is just
+  keeping a reference and rollback is assigning it back.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+State = tuple[torch.Tensor, ...]  # LSTM: (h, c), GRU: (h,); each (num_layers, B, hidden)
+
+
+@dataclass
+class CharRNNConfig:
+    """Hyperparameters; saved as JSON beside the weights so a checkpoint rebuilds its model."""
+
+    vocab_size: int = 388   # performance events (models.events.CODEC.size)
+    embed_dim: int = 64     # event embedding; 388 classes need few dimensions
+    hidden_size: int = 384  # per layer: steps in well under 1 ms on one CPU thread
+    num_layers: int = 2     # 2 layers train in ~90 min on 2 CPU cores; the study used 3 x 512
+    cell: str = "lstm"      # "lstm" or "gru"
+    cond_dim: int = 14      # condition vector size (models.conditioning.COND_DIM); 0 = unconditioned baseline
+    dropout: float = 0.1    # between recurrent layers and before the output head
+
+    def __post_init__(self) -> None:
+        if self.cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {self.cell!r}")
+        for name in ("vocab_size", "embed_dim", "hidden_size", "num_layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cond_dim < 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"cond_dim must be >= 0 and dropout in [0, 1), got {self.cond_dim}, {self.dropout}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+class CharRNN(nn.Module):
+    """Embedding + condition -> stacked LSTM/GRU -> logits over the next event."""
+
+    def __init__(self, config: CharRNNConfig):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        rnn = nn.LSTM if config.cell == "lstm" else nn.GRU
+        self.rnn = rnn(
+            input_size=config.embed_dim + config.cond_dim,
+            hidden_size=config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.normal_(self.embed.weight, std=0.1)
+        if self.config.cell == "lstm":
+            # Forget-gate bias 1 (Jozefowicz et al. 2015): remember by default early in training.
+            h = self.config.hidden_size
+            for name, p in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        p[h:2 * h].fill_(1.0)
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _inputs(self, tokens: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        x = self.embed(tokens)  # (..., E)
+        if self.config.cond_dim:
+            if cond is None:
+                raise ValueError(f"this model is conditioned: pass cond with last dimension {self.config.cond_dim}")
+            if cond.shape[-1] != self.config.cond_dim or cond.shape[:-1] != tokens.shape:
+                raise ValueError(f"cond must have shape {tuple(tokens.shape) + (self.config.cond_dim,)}, got {tuple(cond.shape)}")
+            x = torch.cat([x, cond.to(x.dtype)], dim=-1)  # (..., E + C)
+        return x
+
+    def forward(
+        self, tokens: torch.Tensor, cond: torch.Tensor | None = None, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """tokens (B, T) long, cond (B, T, C) -> logits (B, T, V) and mean cross-entropy (nats/event) if targets."""
+        x = self._inputs(tokens, cond)  # (B, T, E + C)
+        y, _ = self.rnn(x)  # (B, T, H), from the zero state
+        logits = self.head(self.drop(y))  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+        return logits, loss
+
+    # ----------------------------------------------------------------- streaming
+    def init_state(self, batch_size: int = 1, device: torch.device | str | None = None) -> State:
+        """The zero state that ``forward`` starts from: (h, c) for LSTM, (h,) for GRU."""
+        if device is None:
+            device = self.embed.weight.device  # the embedding is never quantized
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        h = torch.zeros(shape, device=device)
+        return (h, torch.zeros(shape, device=device)) if self.config.cell == "lstm" else (h,)
+
+    def step(self, token: torch.Tensor, cond: torch.Tensor | None, state: State) -> tuple[torch.Tensor, State]:
+        """One event: token (B,) long, cond (B, C) -> logits (B, V) and a new state (the old one is untouched)."""
+        x = self._inputs(token.unsqueeze(1), None if cond is None else cond.unsqueeze(1))  # (B, 1, E + C)
+        y, new = self.rnn(x, state if self.config.cell == "lstm" else state[0])  # (B, 1, H)
+        logits = self.head(self.drop(y[:, 0]))  # (B, V)
+        return logits, (tuple(new) if self.config.cell == "lstm" else (new,))
+
+
+def quantize_for_cpu(model: CharRNN) -> CharRNN:
+    """int8 dynamic quantization of the recurrent layers and head, for fast batch-1 CPU steps."""
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(model.eval(), {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)

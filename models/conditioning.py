@@ -1,0 +1,308 @@
+"""The condition vector: the one definition used by training, live play and evaluation.
+
+The Conditional Char-RNN sees, at every step, its event embedding concatenated with a
+14-d condition vector describing the music *about to be played* (windows look forward
+from each event's time, as in Performance RNN, Oore et al. 2018). Because training
+labels every event with the properties of the next few seconds, at play time setting
+the vector steers what comes next.
+
+Layout (``COND_DIM == 14``)::
+
+    [0]      register_norm  = (mean NOTE_ON pitch in the next 5 s - 60) / 12
+    [1]      density_norm   = log1p(NOTE_ONs per second in the next 3 s) / log1p(30)
+    [2:14]   pitch-class histogram of the next 5 s, duration-weighted, sums to 1
+             (uniform when nothing sounds)
+
+Training calls :func:`extract_conditions` on each piece; the engine builds the live
+vector with :func:`condition_vector`; evaluation measures generated music with
+:func:`measure`. All three go through the same :class:`ConditionSpec`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from models.events import NOTE_OFF_OFFSET, STEPS_PER_SECOND, TIME_SHIFT_OFFSET, VELOCITY_OFFSET
+
+TIME_SHIFT_STEP_S = 1.0 / STEPS_PER_SECOND  # TIME_SHIFT value v advances v steps
+COND_DIM = 14
+REGISTER, DENSITY, HISTOGRAM = 0, 1, slice(2, 14)
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """Windows, normalization and neutral defaults of the condition vector."""
+
+    density_window_s: float = 3.0     # Performance RNN's density window
+    histogram_window_s: float = 5.0   # Performance RNN's pitch-class histogram window
+    register_window_s: float = 5.0    # mean NOTE_ON pitch over the same span as the histogram
+    min_window_s: float = 1.0         # near a piece's end windows shrink, but never below this
+    register_center: float = 60.0     # middle C maps to 0
+    register_scale: float = 12.0      # one octave maps to 1
+    density_ref: float = 30.0         # note-ons/s mapped to density_norm 1 (log scale)
+    default_register: float = 64.6    # median over classical train events (4.25 M): the neutral register
+    default_density: float = 13.7     # median over classical train events: the neutral density (note-ons/s)
+    version: str = "cond-v1"          # bump when the meaning of the vector changes
+
+    @property
+    def dim(self) -> int:
+        """Length of the condition vector."""
+        return COND_DIM
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, stored beside checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ConditionSpec":
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        return cls(**d)
+
+    # Normalization of the two scalars, vectorized over numpy arrays.
+    def norm_register(self, pitch):
+        """MIDI pitch (mean) -> register_norm."""
+        return (np.asarray(pitch, dtype=np.float64) - self.register_center) / self.register_scale
+
+    def denorm_register(self, value):
+        """register_norm -> MIDI pitch."""
+        return np.asarray(value, dtype=np.float64) * self.register_scale + self.register_center
+
+    def norm_density(self, notes_per_s):
+        """Note-ons per second -> density_norm."""
+        return np.log1p(np.maximum(np.asarray(notes_per_s, dtype=np.float64), 0.0)) / math.log1p(self.density_ref)
+
+    def denorm_density(self, value):
+        """density_norm -> note-ons per second."""
+        return np.expm1(np.asarray(value, dtype=np.float64) * math.log1p(self.density_ref))
+
+
+DEFAULT_SPEC = ConditionSpec()
+
+
+# --------------------------------------------------------------------------- decoding
+@dataclass(frozen=True)
+class _Timeline:
+    """Event times and paired notes of one event sequence, as flat arrays (seconds)."""
+
+    times: np.ndarray        # (T,) onset time of each event
+    end_time: float          # time after the last event (includes a trailing shift)
+    pitch: np.ndarray        # (N,) notes' pitches
+    start: np.ndarray        # (N,) note starts
+    end: np.ndarray          # (N,) note ends
+    has_onset: np.ndarray    # (N,) False for notes already sounding when the sequence began
+
+
+def _as_indices(events) -> np.ndarray:
+    """Codec indices from an int array/sequence or a list of ``Event`` values."""
+    if isinstance(events, np.ndarray):
+        return events.astype(np.int64, copy=False)
+    events = list(events)
+    if events and not isinstance(events[0], (int, np.integer)):
+        from models.events import CODEC  # Event objects: encode through the one codec
+        return np.fromiter((CODEC.encode(e) for e in events), dtype=np.int64, count=len(events))
+    return np.asarray(events, dtype=np.int64).reshape(-1)
+
+
+def _timeline(events) -> _Timeline:
+    """Vectorized decode: event times, and each NOTE_ON paired with its NOTE_OFF."""
+    idx = _as_indices(events)
+    n = idx.size
+    is_shift = (idx >= TIME_SHIFT_OFFSET) & (idx < VELOCITY_OFFSET)
+    shift_s = np.where(is_shift, (idx - TIME_SHIFT_OFFSET + 1) * TIME_SHIFT_STEP_S, 0.0)
+    cum = np.cumsum(shift_s)
+    times = cum - shift_s                      # time at which event i happens
+    end_time = float(cum[-1]) if n else 0.0
+
+    on_pos = np.flatnonzero(idx < NOTE_OFF_OFFSET)
+    off_pos = np.flatnonzero((idx >= NOTE_OFF_OFFSET) & (idx < TIME_SHIFT_OFFSET))
+    on_pitch = idx[on_pos]
+    off_pitch = idx[off_pos] - NOTE_OFF_OFFSET
+    # Sort keys group by pitch, then by position: each NOTE_ON's NOTE_OFF is the first
+    # key after it within the same pitch.
+    stride = n + 1
+    on_key = on_pitch * stride + on_pos
+    off_key = off_pitch * stride + off_pos     # already sorted by position; sort by pitch
+    off_key_sorted = np.sort(off_key)
+    on_end = np.full(on_pos.size, end_time)   # unterminated notes last to the end
+    if off_key_sorted.size:
+        j = np.minimum(np.searchsorted(off_key_sorted, on_key), off_key_sorted.size - 1)
+        matched = off_key_sorted[j] // stride == on_pitch
+        matched &= off_key_sorted[j] > on_key
+        on_end[matched] = times[off_key_sorted[j[matched]] % stride]
+
+    # NOTE_OFFs with no earlier NOTE_ON of their pitch (a slice cut a held note): the
+    # note sounded from the start; it counts in the histogram but has no onset.
+    on_key_sorted = np.sort(on_key)
+    orphan = np.ones(off_pos.size, bool)
+    if on_key_sorted.size:
+        k = np.searchsorted(on_key_sorted, off_key) - 1
+        orphan = (k < 0) | (on_key_sorted[np.maximum(k, 0)] // stride != off_pitch)
+    t0 = float(times[0]) if n else 0.0
+    return _Timeline(
+        times=times,
+        end_time=end_time,
+        pitch=np.concatenate([on_pitch, off_pitch[orphan]]),
+        start=np.concatenate([times[on_pos], np.full(int(orphan.sum()), t0)]),
+        end=np.concatenate([on_end, times[off_pos[orphan]]]),
+        has_onset=np.concatenate([np.ones(on_pos.size, bool), np.zeros(int(orphan.sum()), bool)]),
+    )
+
+
+def _notes_timeline(notes, times: np.ndarray) -> _Timeline:
+    """Timeline from ``Note``s (pitch, start, end) aligned to given event times."""
+    pitch = np.fromiter((n.pitch for n in notes), dtype=np.int64)
+    start = np.fromiter((n.start for n in notes), dtype=np.float64, count=pitch.size)
+    end = np.fromiter((n.end for n in notes), dtype=np.float64, count=pitch.size)
+    times = np.asarray(times, dtype=np.float64)
+    end_time = float(max(end.max(initial=0.0), times.max(initial=0.0)))
+    return _Timeline(times, end_time, pitch, start, end, np.ones(pitch.size, bool))
+
+
+# --------------------------------------------------------------------------- extraction
+def _sounding_time(starts: np.ndarray, ends: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Total time notes have sounded up to each x: sum_i clip(x - start_i, 0, end_i - start_i)."""
+    s = np.sort(starts)
+    e = np.sort(ends)
+    cs = np.concatenate([[0.0], np.cumsum(s)])
+    ce = np.concatenate([[0.0], np.cumsum(e)])
+    ns = np.searchsorted(s, x, side="right")
+    ne = np.searchsorted(e, x, side="right")
+    return (ns * x - cs[ns]) - (ne * x - ce[ne])
+
+
+def _conditions(tl: _Timeline, spec: ConditionSpec) -> np.ndarray:
+    """(T, 14) forward-window conditions for every event of a timeline."""
+    t = tl.times
+    out = np.empty((t.size, COND_DIM), dtype=np.float64)
+    remaining = tl.end_time - t
+
+    onset = np.sort(tl.start[tl.has_onset])
+    onset_pitch = tl.pitch[tl.has_onset][np.argsort(tl.start[tl.has_onset], kind="stable")]
+    first = np.searchsorted(onset, t, side="left")
+
+    # (a) register: mean NOTE_ON pitch in [t, t + W); empty windows fall back to the default.
+    last = np.searchsorted(onset, t + spec.register_window_s, side="left")
+    cpitch = np.concatenate([[0.0], np.cumsum(onset_pitch, dtype=np.float64)])
+    count = last - first
+    mean_pitch = np.where(count > 0, (cpitch[last] - cpitch[first]) / np.maximum(count, 1), spec.default_register)
+    out[:, REGISTER] = spec.norm_register(mean_pitch)
+
+    # (b) density: NOTE_ONs per second in [t, t + W), the window shrunk at the piece's end.
+    last = np.searchsorted(onset, t + spec.density_window_s, side="left")
+    window = np.clip(remaining, spec.min_window_s, spec.density_window_s)
+    out[:, DENSITY] = spec.norm_density((last - first) / window)
+
+    # (c) histogram: per pitch class, sounding time overlapping [t, t + W).
+    hist = np.zeros((t.size, 12))
+    pc = tl.pitch % 12
+    for c in range(12):
+        sel = pc == c
+        if sel.any():
+            s, e = tl.start[sel], tl.end[sel]
+            hist[:, c] = _sounding_time(s, e, t + spec.histogram_window_s) - _sounding_time(s, e, t)
+    total = hist.sum(axis=1, keepdims=True)
+    out[:, HISTOGRAM] = np.where(total > 1e-9, hist / np.maximum(total, 1e-9), 1.0 / 12)
+    return out.astype(np.float32)
+
+
+def extract_conditions(events_or_notes, spec: ConditionSpec = DEFAULT_SPEC, *, times=None) -> np.ndarray:
+    """(T, 14) float32 condition for each event: codec indices (or ``Event``s), or ``Note``s plus event ``times``."""
+    seq = events_or_notes if isinstance(events_or_notes, np.ndarray) else list(events_or_notes)
+    if len(seq) and hasattr(seq[0], "pitch") and hasattr(seq[0], "start"):
+        if times is None:
+            raise ValueError("extract_conditions(notes) needs times=: the event times to align to")
+        return _conditions(_notes_timeline(seq, times), spec)
+    if times is not None:
+        raise ValueError("times= is only for Note input; event times come from the TIME_SHIFTs")
+    return _conditions(_timeline(seq), spec)
+
+
+def measure(events, spec: ConditionSpec = DEFAULT_SPEC) -> dict[str, Any]:
+    """Register (mean NOTE_ON pitch, NaN if none), density (NOTE_ONs/s) and duration-weighted histogram of a whole piece."""
+    tl = _timeline(events)
+    onset_pitch = tl.pitch[tl.has_onset]
+    register = float(onset_pitch.mean()) if onset_pitch.size else math.nan
+    density = float(onset_pitch.size / tl.end_time) if tl.end_time > 0 else 0.0
+    hist = np.bincount(tl.pitch % 12, weights=tl.end - tl.start, minlength=12)
+    total = hist.sum()
+    hist = hist / total if total > 1e-9 else np.full(12, 1.0 / 12)
+    return {"register": register, "density": density, "histogram": tuple(float(h) for h in hist)}
+
+
+# --------------------------------------------------------------------------- live controls
+def condition_vector(
+    register: float | None = None,
+    density: float | None = None,
+    key_histogram: Sequence[float] | None = None,
+    spec: ConditionSpec = DEFAULT_SPEC,
+) -> np.ndarray:
+    """(14,) float32 vector from live controls (MIDI pitch, note-ons/s, 12 weights); None -> corpus medians / uniform."""
+    vec = np.empty(COND_DIM, dtype=np.float32)
+    vec[REGISTER] = spec.norm_register(spec.default_register if register is None else register)
+    vec[DENSITY] = spec.norm_density(spec.default_density if density is None else density)
+    if key_histogram is None:
+        vec[HISTOGRAM] = 1.0 / 12
+    else:
+        h = np.asarray(key_histogram, dtype=np.float64).reshape(-1)
+        if h.size != 12 or (h < 0).any() or not np.isfinite(h).all() or h.sum() <= 0:
+            raise ValueError(f"key_histogram must be 12 non-negative finite weights with a positive sum, got {tuple(h)}")
+        vec[HISTOGRAM] = h / h.sum()
+    return vec
+
+
+# --------------------------------------------------------------------------- augmentation
+def transpose_conditions(cond: np.ndarray, semitones: int, spec: ConditionSpec = DEFAULT_SPEC) -> np.ndarray:
+    """Conditions of the music transposed by ``semitones``: histogram rolled, register shifted."""
+    out = np.array(cond, dtype=np.float32, copy=True)
+    out[..., HISTOGRAM] = np.roll(out[..., HISTOGRAM], semitones, axis=-1)
+    out[..., REGISTER] += semitones / spec.register_scale
+    return out
+
+
+def stretch_conditions(cond: np.ndarray, factor: float, spec: ConditionSpec = DEFAULT_SPEC) -> np.ndarray:
+    """Conditions of the music with time stretched by ``factor`` (durations x factor): density / factor."""
+    out = np.array(cond, dtype=np.float32, copy=True)
+    out[..., DENSITY] = spec.norm_density(spec.denorm_density(out[..., DENSITY]) / factor)
+    return out
+
+
+# --------------------------------------------------------------------------- keys
+_TONICS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_MODES = {"major": "major", "maj": "major", "": "major", "minor": "minor", "min": "minor", "m": "minor", "M": "major"}
+_KEY_RE = re.compile(r"^\s*([A-Ga-g])([#♯b♭]?)\s*[: ]?\s*([A-Za-z]*)\s*$")
+# Krumhansl-Kessler key profiles: how much each scale degree sounds in real music in
+# that key, so a key condition looks like the histograms the model was trained on.
+_KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+_KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+# Major scale; minor is natural minor plus the raised leading tone of classical usage.
+_SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10, 11)}
+KEY_FORMS = "'C:major', 'A:minor', 'F#:minor', 'Bb:major', 'C major', 'Am', 'Eb' (tonic A-G, optional # or b; mode major|maj|minor|min|m, default major)"
+
+
+def parse_key(name: str) -> tuple[int, str]:
+    """'F#:minor' -> (6, 'minor'); raises ValueError listing the accepted forms."""
+    m = _KEY_RE.match(name) if isinstance(name, str) else None
+    raw = m.group(3) if m else "?"
+    mode = _MODES.get(raw if raw in ("m", "M") else raw.lower())
+    if m is None or mode is None:
+        raise ValueError(f"unknown key {name!r}; accepted forms: {KEY_FORMS}")
+    tonic = _TONICS[m.group(1).upper()] + {"#": 1, "♯": 1, "b": -1, "♭": -1, "": 0}[m.group(2)]
+    return tonic % 12, mode
+
+
+def key_histogram(name: str) -> tuple[float, ...]:
+    """12 weights (sum 1) for a key name like 'A:minor': the Krumhansl-Kessler profile rotated to the tonic."""
+    tonic, mode = parse_key(name)
+    profile = np.asarray(_KK_MAJOR if mode == "major" else _KK_MINOR)
+    hist = np.roll(profile / profile.sum(), tonic)
+    return tuple(float(h) for h in hist)
+
+
+def scale_pitch_classes(name: str) -> frozenset[int]:
+    """Pitch classes of a key's scale, e.g. 'C:major' -> {0, 2, 4, 5, 7, 9, 11}."""
+    tonic, mode = parse_key(name)
+    return frozenset((tonic + d) % 12 for d in _SCALES[mode])

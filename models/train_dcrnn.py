@@ -1,0 +1,241 @@
+"""`instrument train dcrnn`: WGAN-GP training of the DCRNN on bar segments of piano rolls.
+
+One iteration:
+  1. n_critic critic steps: real 2-bar segments (random transposition, their pitch-class
+     histogram as condition) vs generated ones from *fresh* noise; loss
+     E[D(fake)] - E[D(real)] + 10 * GP + info_weight * MSE(Q(fake), emg slots);
+  2. one generator step on fresh noise: -E[D(fake)] + info_weight * MSE(Q(fake), emg slots).
+The generator streams the bars of a segment with its state carried, exactly as it plays.
+Progress goes to a tqdm bar, sample metrics every --sample-every steps to ``metrics.jsonl``,
+and a resumable training state (both nets, both optimizers, the step) to ``train_state.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from instrument.errors import UsageError
+from models.dcrnn import (
+    Critic,
+    DCRNNConfig,
+    Generator,
+    binarize,
+    gradient_penalty,
+    roll_channels,
+    roll_probs,
+    sample_z,
+    save_generator,
+)
+from models.dcrnn_data import conditions, load_rolls, segments, transpose_batch
+from models.roll_metrics import summary
+
+DEFAULT_DATA = ["../shared/data/deepsymphony"]
+
+
+def configure_dcrnn(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `instrument train dcrnn`."""
+    parser.add_argument("--data", nargs="+", default=DEFAULT_DATA, help="MIDI folders/files and BL2012 .json files (default: %(default)s)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder: dcrnn.pt, dcrnn.json, train_state.pt, metrics.jsonl, losses.png")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/train_state.pt")
+    parser.add_argument("--max-minutes", type=float, default=45.0, help="stop (and save) after this wall time")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many generator steps (0 = no limit)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--n-critic", type=int, default=3, help="critic steps per generator step")
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--info-weight", type=float, default=1.0, help="weight of the EMG-slot mutual-information term")
+    parser.add_argument("--cond-dropout", type=float, default=0.15, help="share of segments trained without condition")
+    parser.add_argument("--min-grid-fit", type=float, default=0.85, help="keep MIDI files with this share of onsets on the 16th grid")
+    parser.add_argument("--sample-every", type=int, default=200, help="generator steps between sample metrics")
+    parser.add_argument("--save-every", type=float, default=120.0, help="seconds between checkpoints")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny", action="store_true", help="a tiny model (for tests)")
+
+
+def run_dcrnn(args: argparse.Namespace) -> int:
+    """Train, checkpointing to args.out; returns 0."""
+    torch.set_num_threads(max(1, args.threads))
+    torch.manual_seed(args.seed)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "train_state.pt"
+
+    cfg = DCRNNConfig(rnn_a_hidden=16, rnn_b_hidden=16, level_dim=8, octave_channels=8, critic_channels=8) if args.tiny else DCRNNConfig()
+    if args.resume:
+        if not state_path.exists():
+            raise UsageError(f"--resume: no {state_path}")
+        saved = torch.load(state_path, weights_only=True)
+        cfg = DCRNNConfig.from_dict(json.loads(saved["config"]))
+    gen, critic = Generator(cfg), Critic(cfg)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=args.lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(critic.parameters(), lr=args.lr, betas=(0.5, 0.9))
+    step, elapsed, history = 0, 0.0, []
+    if args.resume:
+        gen.load_state_dict(saved["generator"])
+        critic.load_state_dict(saved["critic"])
+        opt_g.load_state_dict(saved["opt_g"])
+        opt_d.load_state_dict(saved["opt_d"])
+        step, elapsed, history = int(saved["step"]), float(saved["elapsed"]), json.loads(saved["history"])
+
+    # ---- data: 2-bar segments of the training rolls, real test bars for sample metrics
+    try:
+        rolls, skipped = load_rolls(args.data, min_grid_fit=args.min_grid_fit)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from err
+    seg_len = cfg.steps_per_bar * cfg.bars_per_sample
+    train = segments(rolls["train"], seg_len)
+    test_bars = segments(rolls["test"] or rolls["valid"], cfg.steps_per_bar, hop=cfg.steps_per_bar)
+    if len(train) == 0:
+        raise UsageError(f"no training segments in {args.data} ({len(skipped)} files skipped)")
+    tqdm.write(f"dcrnn: {sum(map(len, rolls.values()))} pieces, {len(train)} training segments, "
+               f"{len(test_bars)} test bars, {len(skipped)} files skipped")
+    rng = np.random.default_rng(args.seed + step)
+    noise = torch.Generator().manual_seed(args.seed * 1000 + step)  # fresh draws every step
+
+    def real_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        idx = rng.integers(0, len(train), args.batch)
+        seg = transpose_batch(train[idx], rng.integers(-6, 6, args.batch))
+        cond = torch.from_numpy(conditions(seg))
+        cond[torch.from_numpy(rng.random(args.batch) < args.cond_dropout)] = 0.0
+        return roll_channels(torch.from_numpy(seg)), cond
+
+    def fake_batch(cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zs = sample_z(args.batch * cfg.bars_per_sample, cfg, noise).view(args.batch, cfg.bars_per_sample, -1)
+        # a performer moves the EMG slots between bars: half the segments change them at the bar line
+        hold_style = zs[:, :1, cfg.n_emg_slots:].expand(-1, cfg.bars_per_sample, -1)
+        zs = torch.cat([zs[:, :, : cfg.n_emg_slots], hold_style], dim=2)
+        same = torch.rand(args.batch, generator=noise) < 0.5
+        zs[same, :, : cfg.n_emg_slots] = zs[same, :1, : cfg.n_emg_slots]
+        return roll_probs(gen(zs, cond)), zs[:, :, : cfg.n_emg_slots]
+
+    budget_s = args.max_minutes * 60
+    t_start = time.monotonic() - elapsed
+    last_save = time.monotonic()
+    bar = tqdm(initial=step, total=args.max_steps or None, unit="step", desc="dcrnn", dynamic_ncols=True)
+    while True:
+        # ---- critic steps
+        for _ in range(args.n_critic):
+            real, cond = real_batch()
+            with torch.no_grad():
+                fake, emg = fake_batch(cond)
+            d_real, _ = critic(real, cond)
+            d_fake, q_fake = critic(fake, cond)
+            gp = gradient_penalty(critic, real, fake, cond)
+            info_d = torch.mean((q_fake - emg) ** 2)
+            wdist = d_real.mean() - d_fake.mean()
+            loss_d = -wdist + 10.0 * gp + args.info_weight * info_d
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+        # ---- generator step (fresh noise, fresh conditions)
+        _, cond = real_batch()
+        fake, emg = fake_batch(cond)
+        d_fake, q_fake = critic(fake, cond)
+        info_g = torch.mean((q_fake - emg) ** 2)
+        loss_g = -d_fake.mean() + args.info_weight * info_g
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        step += 1
+        bar.update(1)
+
+        # ---- log, sample metrics, checkpoint
+        row = {"step": step, "wdist": wdist.item(), "gp": gp.item(), "loss_g": loss_g.item(), "info": info_g.item()}
+        history.append(row)
+        if step % 10 == 0:
+            bar.set_postfix(W=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", info=f"{row['info']:.3f}")
+        if not math.isfinite(row["wdist"]) or not math.isfinite(row["loss_g"]):
+            tqdm.write("dcrnn: loss is not finite; stopping without saving")
+            return 1
+        if step % args.sample_every == 0:
+            metrics = sample_metrics(gen, cfg, test_bars, noise)
+            metrics["step"] = step
+            with (out / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            tqdm.write("dcrnn step {step}: " .format(step=step) + " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k != "step"))
+        elapsed = time.monotonic() - t_start
+        done = elapsed >= budget_s or (args.max_steps and step >= args.max_steps)
+        if done or time.monotonic() - last_save >= args.save_every:
+            save_all(out, cfg, gen, critic, opt_g, opt_d, step, elapsed, history, len(train))
+            last_save = time.monotonic()
+        if done:
+            bar.close()
+            tqdm.write(f"dcrnn: saved {out / 'dcrnn.pt'} after {step} steps, {elapsed / 60:.1f} min")
+            return 0
+
+
+@torch.no_grad()
+def sample_metrics(gen: Generator, cfg: DCRNNConfig, real_bars: np.ndarray, noise: torch.Generator, n: int = 64) -> dict[str, float]:
+    """Statistics of n thresholded bars (unconditioned, second bar of a stream) next to the real ones."""
+    gen.eval()
+    zs = sample_z(n * 2, cfg, noise).view(n, 2, -1)
+    logits = gen(zs, None)[:, cfg.steps_per_bar:]
+    gen.train()
+    fake = summary(binarize(logits).numpy())
+    real = summary(real_bars[: 2000]) if len(real_bars) else {}
+    keys = ["empty_bar_rate", "upc", "polyphony", "qualified_note_rate", "scale_consistency"]
+    out = {f"gen_{k}": fake[k] for k in keys}
+    out.update({f"real_{k}": real[k] for k in keys if k in real})
+    return out
+
+
+def save_all(out: Path, cfg: DCRNNConfig, gen, critic, opt_g, opt_d, step: int, elapsed: float, history: list, n_segments: int) -> None:
+    """Write the shippable generator checkpoint, the resumable training state and the loss plot."""
+    meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "train_segments": n_segments}
+    save_generator(out / "dcrnn.pt", gen, meta)
+    state = {
+        "config": json.dumps(cfg.to_dict()), "generator": gen.state_dict(), "critic": critic.state_dict(),
+        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step, "elapsed": elapsed,
+        "history": json.dumps(history),
+    }
+    tmp = out / "train_state.pt.tmp"
+    torch.save(state, tmp)
+    tmp.replace(out / "train_state.pt")
+    plot_losses(history, out / "losses.png")
+
+
+def plot_losses(history: list[dict], path: Path, width: int = 900, height: int = 600) -> None:
+    """Loss curves (W distance, GP, generator loss, info) as a PNG, drawn with OpenCV."""
+    import cv2
+
+    keys = [("wdist", (200, 80, 0)), ("gp", (0, 140, 255)), ("loss_g", (40, 40, 200)), ("info", (60, 160, 60))]
+    img = np.full((height, width, 3), 255, np.uint8)
+    if len(history) < 2:
+        cv2.imwrite(str(path), img)
+        return
+    panel_h = height // len(keys)
+    for i, (key, colour) in enumerate(keys):
+        y = np.array([h[key] for h in history], dtype=float)
+        if len(y) > 50:  # moving average so the trend is readable
+            y = np.convolve(y, np.ones(25) / 25, mode="valid")
+        lo, hi = np.percentile(y, 1), np.percentile(y, 99)
+        hi = hi if hi > lo else lo + 1.0
+        xs = np.linspace(50, width - 10, len(y))
+        ys = i * panel_h + 10 + (1 - (np.clip(y, lo, hi) - lo) / (hi - lo)) * (panel_h - 30)
+        pts = np.stack([xs, ys], axis=1).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(img, [pts], False, colour, 1, cv2.LINE_AA)
+        cv2.putText(img, f"{key}  [{lo:.3g}, {hi:.3g}]  last {y[-1]:.3g}", (55, i * panel_h + 22),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        cv2.line(img, (0, (i + 1) * panel_h), (width, (i + 1) * panel_h), (200, 200, 200), 1)
+    cv2.putText(img, f"DCRNN WGAN-GP, {history[-1]['step']} generator steps", (55, height - 6),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), img)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point: python -m models.train_dcrnn --out DIR."""
+    parser = argparse.ArgumentParser(prog="train dcrnn", description=__doc__.splitlines()[0])
+    configure_dcrnn(parser)
+    return run_dcrnn(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
