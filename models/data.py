@@ -32,6 +32,7 @@ from models.events import (
 
 MIDI_SUFFIXES = (".mid", ".midi")
 SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
+CACHE_FORMAT = "2"  # bump when the cached arrays change for a same codec version (e.g. a rounding fix)
 
 
 def default_cache_dir() -> Path:
@@ -124,7 +125,7 @@ def _load_piece(job: tuple[Path, str, Path]) -> Piece | str:
         content = path.read_bytes()
     except OSError as err:
         return f"unreadable: {err.strerror or err}"
-    key = hashlib.sha1(content + CODEC_VERSION.encode()).hexdigest()
+    key = hashlib.sha1(content + f"{CODEC_VERSION}/{CACHE_FORMAT}".encode()).hexdigest()
     cached = cache_dir / f"{key}.npz"
     if cached.exists():
         try:

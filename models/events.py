@@ -205,8 +205,8 @@ def quantize_notes(notes: Iterable[Note]) -> list[tuple[int, int, int, int]]:
     for pitch, pitch_notes in by_pitch.items():
         previous: list[int] | None = None  # [pitch, start, end, velocity] of the last note on this pitch
         for note in sorted(pitch_notes, key=lambda n: n.start):
-            start = int(note.start * STEPS_PER_SECOND + 1e-9)
-            end = max(int(note.end * STEPS_PER_SECOND + 1e-9), start + 1)
+            start = int(note.start * STEPS_PER_SECOND + 1e-6)
+            end = max(int(note.end * STEPS_PER_SECOND + 1e-6), start + 1)
             if previous is not None and start < previous[2]:
                 previous[2] = max(previous[2], end)  # same step as the previous strike: merge
                 continue

@@ -36,7 +36,7 @@ def test_round_trip_on_every_corpus_file(corpus):
     notes = sum(n for n, _ in results)
     flams = sum(m for _, m in results)
     assert notes == sum(len(p.note_array) for p in corpus.pieces)
-    assert flams < notes * 1e-4, f"{flams} of {notes} notes merged as same-step re-strikes
+    assert flams < notes * 1e-4, f"{flams} of {notes} notes merged as same-step re-strikes"
 
 
 def test_cached_events_decode_to_the_cached_notes(corpus):

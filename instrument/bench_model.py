@@ -1,0 +1,92 @@
+"""`instrument bench model [--model charrnn|dcrnn|PATH]`: one model step (or bar), p50 and p99.
+
+The Char-RNN is timed the way the engine runs it live: batch 1, one CPU thread,
+`torch.backends.mkldnn` off (3-5x faster for a single LSTM step), in fp32 and with
+int8 dynamic quantization; on CUDA, eager and CUDA-graph captured, where a GPU exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def configure_model(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `instrument bench model`."""
+    parser.add_argument("--model", default="charrnn", help="charrnn, dcrnn or a checkpoint path (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=2000, help="timed steps (or bars) after warm-up (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _percentiles(samples_s: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples_s) * 1e3
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4)}
+
+
+@torch.no_grad()
+def time_charrnn_steps(model, steps: int, device: str = "cpu") -> dict[str, float]:
+    """p50/p99 of one batch-1 step (the time the engine waits per event)."""
+    token = torch.zeros(1, dtype=torch.long, device=device)
+    cond = torch.zeros(1, model.config.cond_dim, device=device) if model.config.cond_dim else None
+    state = model.init_state(1, device=device)
+    timings = []
+    for i in range(steps + 200):
+        started = time.perf_counter()
+        logits, state = model.step(token, cond, state)
+        token = logits.argmax(-1)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 200:  # warm-up: allocator, caches, lazy init
+            timings.append(time.perf_counter() - started)
+    return _percentiles(timings)
+
+
+def bench_charrnn(path: Path, steps: int) -> dict:
+    """Step times of a Char-RNN checkpoint on CPU (fp32, int8) and CUDA when present."""
+    from models.charrnn import quantize_for_cpu
+    from models.checkpoint import load_charrnn
+
+    torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = False
+    model, config, meta = load_charrnn(path)
+    model.eval()
+    report = {"model": str(path), "arch": f"{config.cell}:{config.num_layers}x{config.hidden_size}",
+              "parameters": sum(p.numel() for p in model.parameters()),
+              "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "threads": 1}
+    report["cpu_fp32"] = time_charrnn_steps(model, steps)
+    report["cpu_int8"] = time_charrnn_steps(quantize_for_cpu(model), steps)
+    if torch.cuda.is_available():
+        report["cuda_eager"] = time_charrnn_steps(model.to("cuda"), steps, device="cuda")
+        report["cuda_device"] = torch.cuda.get_device_name()
+    return report
+
+
+def run_model(args: argparse.Namespace) -> int:
+    """Print the timings."""
+    from instrument.errors import UsageError
+    from models.checkpoint import read_meta, shipped_checkpoint
+
+    is_dcrnn = args.model == "dcrnn" or (
+        args.model.endswith(".pt") and Path(args.model).exists() and read_meta(args.model).get("model_class") == "Generator")
+    if is_dcrnn:
+        from models.bench_model_dcrnn import bench_dcrnn
+        from models.dcrnn import load_generator
+
+        report = bench_dcrnn(load_generator(None if args.model == "dcrnn" else Path(args.model)), bars=min(args.steps, 1000))
+    else:
+        path = shipped_checkpoint("charrnn") if args.model == "charrnn" else Path(args.model)
+        if not path.exists():
+            raise UsageError(f"no such checkpoint: {path} (use charrnn, dcrnn or a .pt path)")
+        report = bench_charrnn(path, args.steps)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:12s} {value}")
+    return 0

@@ -1,0 +1,120 @@
+"""`instrument play`: controller -> model -> virtual MIDI port, recorded as it is played."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from instrument.midi_out import DEFAULT_PORT_NAME
+
+EPILOG = """\
+Stopping: Ctrl-C (SIGINT) or SIGTERM stops cleanly: every sounding note gets its
+note-off, then all-notes-off (CC123) and all-sound-off (CC120); the recording is
+completed; the exit code is 0. A failing model or device also ends in silence with a
+complete recording, but exits 1. Bad flags exit 2.
+
+MIDI: with --midi-api auto, ALSA is used when /dev/snd/seq exists, else JACK when a
+server runs. With no MIDI system at all the instrument says so once, keeps playing
+into the recording, and connects when a server appears (try `jackd -S -d dummy`).
+If the JACK server dies mid-play, the same happens.
+
+Recording: NAME.mid (what was sent, real times), NAME.controls.jsonl (the gesture, for
+`instrument render`) and NAME.log.jsonl (seed, events, latency figures), in
+$XDG_DATA_HOME/deep-symphony/sessions/ (default ~/.local/share/...) or --record PATH.
+
+Examples:
+  instrument play                                   # demo controller, shipped Char-RNN
+  instrument play --controller jevois --key A:minor --scale-lock
+  instrument play --model dcrnn --controller myo --clock internal
+  instrument play --midi-api jack --connect fluidsynth --duration 60
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add play's flags."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    a = parser.add_argument
+    a("--controller", default="auto", metavar="SPEC",
+      help="auto|demo|jevois[:PORT]|myo[:PORT]|webcam[:N]|replay:FILE.jsonl|mouse (default auto: "
+           "the first device found, else the built-in demo)")
+    a("--model", default="charrnn", metavar="M", help="charrnn (default), dcrnn, or a checkpoint PATH.pt")
+    a("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)")
+    a("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; lower = safer)")
+    a("--top-p", type=float, default=0.95, help="nucleus sampling mass for the Char-RNN (default 0.95)")
+    a("--key", default=None, metavar="KEY", help="soft key condition, e.g. C:major, F#:minor, Bb")
+    a("--scale-lock", action="store_true", help="play only notes of --key's scale")
+    a("--tempo", type=float, default=120.0, metavar="BPM", help="tempo (default 120; scales time, and the DCRNN's bars)")
+    a("--seed", type=int, default=None, help="random seed (default: random, written to the session log)")
+    port = parser.add_mutually_exclusive_group()
+    port.add_argument("--port", default=DEFAULT_PORT_NAME, metavar="NAME",
+                      help=f"name of the virtual output port (default {DEFAULT_PORT_NAME!r})")
+    port.add_argument("--connect", default=None, metavar="NAME",
+                      help="connect to an existing input port (name or part of it) instead")
+    port.add_argument("--no-midi", action="store_true", help="no MIDI port at all: only record to file")
+    a("--midi-api", default="auto", choices=("auto", "alsa", "jack"), help="MIDI system (default auto)")
+    a("--clock", default="none", metavar="MODE",
+      help="internal: send 24-ppqn MIDI clock + start/stop; follow:PORT: take the tempo from a DAW's clock")
+    a("--midi-in", default=None, metavar="PORT", help="MIDI input whose CCs set temperature, tempo and panic")
+    a("--midi-learn", action="store_true", help="with --midi-in: learn which CCs to use, then play")
+    a("--record", default=None, metavar="PATH", help="a .mid file or a folder for the session files")
+    a("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
+    a("--mapping", default=None, metavar="TOML", help="gesture -> control mapping file (default: shipped)")
+    a("--profile", default=None, metavar="NAME", help="calibration profile of the performer")
+    a("--lookahead", type=float, default=0.2, metavar="S",
+      help="generated future kept ahead of the playhead (default 0.2 s; gestures roll it back anyway)")
+    a("--quantize", action="store_true", help="int8 dynamic quantization of the model on CPU")
+    a("--channel", type=int, default=1, help="MIDI channel 1..16 (default 1)")
+    a("--no-realtime", action="store_true",
+      help="do not ask for real-time (SCHED_FIFO) scheduling of the engine threads")
+
+
+def config_from_args(args: argparse.Namespace):
+    """The SessionConfig for parsed play/render-style arguments."""
+    from instrument.session import SessionConfig
+
+    return SessionConfig(
+        controller=args.controller, model=args.model, device=args.device, temperature=args.temperature,
+        top_p=args.top_p, key=args.key, scale_lock=args.scale_lock, tempo=args.tempo, seed=args.seed,
+        port=args.port, connect=args.connect, midi=not args.no_midi, midi_api=args.midi_api,
+        clock=args.clock, midi_in=args.midi_in, midi_learn=args.midi_learn, record=args.record,
+        duration=args.duration, mapping=args.mapping, profile=args.profile, lookahead=args.lookahead,
+        quantize=args.quantize, channel=args.channel, realtime=not args.no_realtime,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Play until --duration, Ctrl-C or SIGTERM; 0 on a clean stop, 1 if the model or a device failed."""
+    from instrument.engine import EngineError
+    from instrument.session import Session
+
+    config = config_from_args(args)
+    config.validate()
+    session = Session(config)
+    stopped_by: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        stopped_by.append(signum)
+        session.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    where = session.midi_sink.status if session.midi_sink is not None and session.midi_sink.connected else "no MIDI port"
+    print(f"instrument play: {session.voice.name} on {session.voice.device}, seed {session.seed}, "
+          f"{where}; recording to {session.paths['mid']}; Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        session.run()
+    except EngineError as err:
+        print(f"instrument play: error: {err}; stopped with all notes off, recording saved to "
+              f"{session.paths['mid']}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        session.close()
+    stats = session.engine.stats()
+    print(f"instrument play: stopped{' by ' + signal.Signals(stopped_by[0]).name if stopped_by else ''}; "
+          f"{stats['sent']} messages sent, underruns {stats['underruns']}, "
+          f"control->note p99 {stats['control_to_note_p99_ms']} ms; saved {session.paths['mid']}",
+          file=sys.stderr)
+    return 0
