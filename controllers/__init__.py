@@ -76,10 +76,10 @@ def _load_profile(name: str | None):
     return load_profile(name)
 
 
-def _check_port(kind: str, path: str) -> None:
+def _check_port(kind: str, path: str, scheme: str) -> None:
     if path.startswith("/") and not os.path.exists(path):
         raise ControllerUnavailable(f"no {kind} at {path}: no such device; plug it in, name its port "
-                                    f"({kind.lower()}:/dev/ttyACMn), or use --controller demo")
+                                    f"({scheme}:/dev/ttyACMn), or use --controller demo")
 
 
 def find_jevois() -> str | None:
@@ -98,7 +98,7 @@ def _open_jevois(arg: str | None, opts: OpenOptions) -> Controller:
     from controllers.jevois import JeVoisController
 
     path = arg or find_jevois() or DEFAULT_JEVOIS_PORT
-    _check_port("JeVois", path)
+    _check_port("JeVois", path, "jevois")
     profile = _load_profile(opts.profile)
     return JeVoisController(path, clock=opts.clock, raw=opts.raw, reach=profile.reach if profile else None)
 
@@ -112,7 +112,7 @@ def _open_myo(arg: str | None, opts: OpenOptions) -> Controller:
     if path is None:
         raise ControllerUnavailable("no BLED112 dongle (USB 2458:0001) found: plug it in, "
                                     "name its port (myo:/dev/ttyACMn), or use --controller demo")
-    _check_port("Myo dongle", path)
+    _check_port("Myo dongle", path, "myo")
     profile = _load_profile(opts.profile)
     poses = PoseClassifier(profile.poses) if profile and profile.poses else None
     return MyoController(path, clock=opts.clock, raw=opts.raw, poses=poses,

@@ -10,7 +10,9 @@ The framer survives a hostile stream: a header that cannot be right (bad type by
 class outside 0..9, absurd length) drops one byte and resynchronises; a packet whose
 self-described layout disagrees with its length (a truncated packet swallowed the
 next one) is dropped and the scan restarts one byte later, so the packet behind it is
-still found. Every drop is counted, nothing raises.
+still found. While resynchronising, only packets whose layout can be checked are
+trusted, so random bytes that happen to look like a header cannot swallow the next
+real packet. Every drop is counted, nothing raises.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class BgapiFramer:
         self.max_payload = max_payload
         self.layouts = _LAYOUT if layouts is None else layouts  # COMMAND_LAYOUT on the dongle's side
         self._buf = bytearray()
+        self._hunting = False  # after a drop, until a packet with a checkable layout validates
         self.counters = {"packets": 0, "garbage_bytes": 0, "unknown_class": 0, "bad_length": 0, "truncated": 0}
 
     def _header_ok(self, buf: bytearray) -> bool:
@@ -82,22 +85,47 @@ class BgapiFramer:
 
     def feed(self, data: bytes) -> list[Packet]:
         """Add bytes; return every complete, plausible packet they finish."""
+        self._buf += data
+        return self._parse(final=False)
+
+    def expire(self) -> list[Packet]:
+        """The line went quiet mid-packet: that packet was cut short (counted `truncated`).
+
+        Its bytes are rescanned as if no more will come, so a whole packet hiding
+        behind the cut one's header is still returned.
+        """
+        if not self._buf:
+            return []
+        self.counters["truncated"] += 1
+        return self._parse(final=True)
+
+    def _parse(self, final: bool) -> list[Packet]:
         buf = self._buf
-        buf += data
         packets: list[Packet] = []
         while buf:
             if not self._header_ok(buf):
+                self._hunting = True
                 del buf[0]
                 continue
             if len(buf) < 4 or len(buf) < 4 + buf[1]:
-                break  # wait for the rest
+                if not final:
+                    break  # wait for the rest
+                self._hunting = True
+                del buf[0]  # no rest will come: rescan what is there
+                continue
             length = buf[1]
             packet = Packet(bool(buf[0] & 0x80), buf[2], buf[3], bytes(buf[4 : 4 + length]))
             check = self.layouts.get((packet.is_event, packet.cls, packet.cmd))
             if check is not None and not check(packet.payload):
                 self.counters["bad_length"] += 1
+                self._hunting = True
                 del buf[0]  # rescan: the next real header may be inside
                 continue
+            if check is None and self._hunting:
+                self.counters["garbage_bytes"] += 1  # resyncing: trust only packets whose layout we can check
+                del buf[0]
+                continue
+            self._hunting = False
             del buf[: 4 + length]
             self.counters["packets"] += 1
             packets.append(packet)
@@ -107,12 +135,6 @@ class BgapiFramer:
     def pending(self) -> int:
         """Bytes of an incomplete packet waiting for the rest."""
         return len(self._buf)
-
-    def expire(self) -> None:
-        """Drop an incomplete packet (the line went quiet mid-packet): counted `truncated`."""
-        if self._buf:
-            self.counters["truncated"] += 1
-            self._buf.clear()
 
 
 # -- commands (host -> dongle) ----------------------------------------------------

@@ -134,7 +134,8 @@ class FakeBLED112(FakeDevice):
 
     def _tick(self) -> None:
         now = time.monotonic()
-        data = self.pty.read(max(0.0, min(0.005, self._next_emg_t - now)))
+        wait = min(0.005, self._next_emg_t - now) if self.autostream and self.streaming else 0.005
+        data = self.pty.read(max(0.0, wait))
         if data:
             for packet in self._framer.feed(data):
                 if not packet.is_event:

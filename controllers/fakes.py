@@ -72,14 +72,22 @@ class PtyDevice:
                     os.close(fd)
             self.master = self._slave = None
 
-    def write(self, data: bytes) -> None:
-        """Send bytes to the host; dropped (and counted) if nobody reads."""
+    def write(self, data: bytes, timeout: float = 1.0) -> None:
+        """Send bytes to the host, waiting up to `timeout` s for room; the rest is dropped (counted)."""
+        view = memoryview(data)
+        deadline = time.monotonic() + timeout
         with self.write_lock:
-            if self.master is None:
-                return
-            try:
-                os.write(self.master, data)
-            except (BlockingIOError, OSError):
+            while view and self.master is not None:
+                try:
+                    view = view[os.write(self.master, view):]
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    select.select([], [self.master], [], min(left, 0.05))
+                except OSError:
+                    break
+            if view:
                 self.dropped_writes += 1
 
     def read(self, timeout: float) -> bytes:
@@ -229,7 +237,8 @@ class FakeJeVois(FakeDevice):
 
     def _tick(self) -> None:
         now = time.monotonic()
-        data = self.pty.read(max(0.0, min(0.005, self._next_frame_t - now)))
+        wait = min(0.005, self._next_frame_t - now) if self.streaming else 0.005
+        data = self.pty.read(max(0.0, wait))
         if data:
             self._inbox += data
             while b"\n" in self._inbox:

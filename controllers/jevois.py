@@ -237,6 +237,7 @@ class JeVoisController(ThreadedController):
         self._present = False
         self._last_detection_t = -math.inf
         self._seen_in_video_frame = False
+        self._markers_seen = False  # without sermark every detection is its own video frame
         self._best_size = -1.0
         self._ever_connected = False
         self._missing_logged = False
@@ -324,13 +325,16 @@ class JeVoisController(ThreadedController):
         self.counters.inc("lines")
         if isinstance(parsed, Detection):
             self.counters.inc("detections")
+            if now - self._last_detection_t > 0.05:
+                self._seen_in_video_frame = False  # a MARK STOP went missing: this is a new video frame
             self._last_detection_t = now
             size = parsed.size if parsed.size is not None else 0.0
-            if not self._seen_in_video_frame or size > self._best_size:
-                self._publish(parsed, now)  # several objects per video frame: keep the largest
+            if not self._markers_seen or not self._seen_in_video_frame or size > self._best_size:
+                self._publish(parsed, now)  # several objects in one marked video frame: keep the largest
             self._seen_in_video_frame = True
             self._best_size = max(self._best_size, size)
         elif isinstance(parsed, Marker):
+            self._markers_seen = True
             if parsed.kind == "STOP" and not self._seen_in_video_frame and self._present:
                 self._hand_lost(now)
             self._seen_in_video_frame = False

@@ -185,13 +185,12 @@ class MyoController(ThreadedController):
         port = self._port
         data = port.read(port.in_waiting or 1)
         now = self.clock()
+        packets = []
         if self._framer.pending and (not data or now - self._last_byte_t > PACKET_GAP_S):
-            self._framer.expire()  # the line went quiet mid-packet: that packet was cut short
-        if not data:
-            self._sync_framer_counters()
-            return []
-        self._last_byte_t = now
-        packets = self._framer.feed(data)
+            packets = self._framer.expire()  # the line went quiet mid-packet: that packet was cut short
+        if data:
+            self._last_byte_t = now
+            packets += self._framer.feed(data)
         self._sync_framer_counters()
         for packet in packets:
             self._dispatch(packet, now)

@@ -81,16 +81,17 @@ class _ClockedSource(FrameSource):
     def __init__(self, clock: Clock) -> None:
         super().__init__(clock)
         self.t0 = clock()
-        self._next_t: float | None = None
+        self._cursor = 0  # index of the next frame next_frame() returns
         for name in ("frames", "finished"):
             self.counters.set(name, 0)
 
-    def _frame_times_after(self, t: float | None) -> float | None:
+    def _due(self, cursor: int) -> float | None:
+        """Clock time of frame number `cursor`, or None past the end (subclasses)."""
         raise NotImplementedError
 
     def next_frame(self, timeout: float) -> ControlFrame | None:
         """The next frame in time, waiting (in real time) until it is due; None at the end."""
-        due = self._frame_times_after(self._next_t)
+        due = self._due(self._cursor)
         if due is None:
             self.counters.set("finished", 1)
             return None
@@ -99,7 +100,7 @@ class _ClockedSource(FrameSource):
             if time.monotonic() >= deadline:
                 return None
             time.sleep(min(0.002, max(0.0, due - self.clock())))
-        self._next_t = due
+        self._cursor += 1
         self.counters.inc("frames")
         return self.frame_at(due)
 
@@ -123,17 +124,14 @@ class ReplayController(_ClockedSource):
 
     def frame_at(self, now: float) -> ControlFrame:
         """The recorded frame in effect at `now`, stamped `t0 + its recorded time`."""
-        i = bisect.bisect_right(self._times, now - self.t0) - 1
+        i = bisect.bisect_right(self._times, now - self.t0 + 1e-9) - 1  # 1 ns: (t0 + t) - t0 may round below t
         if i < 0:
             return ControlFrame(t=now, present=False)
         rec = self.recorded[i]
         return ControlFrame(self.t0 + rec.t, rec.present, rec.x, rec.y, rec.size, rec.emg, rec.pose)
 
-    def _frame_times_after(self, t: float | None) -> float | None:
-        if t is None:
-            return self.t0 + self._times[0]
-        i = bisect.bisect_right(self._times, t - self.t0)
-        return self.t0 + self._times[i] if i < len(self._times) else None
+    def _due(self, cursor: int) -> float | None:
+        return self.t0 + self._times[cursor] if cursor < len(self._times) else None
 
 
 def _bump(phase: float) -> float:
@@ -173,10 +171,7 @@ class DemoController(_ClockedSource):
 
     def frame_at(self, now: float) -> ControlFrame:
         """The demo frame at clock time `now`."""
-        return demo_frame(now - self.t0, now)
+        return demo_frame(round(now - self.t0, 6), now)  # µs grid: the same offset gives the same frame for any t0
 
-    def _frame_times_after(self, t: float | None) -> float | None:
-        if t is None:
-            return self.t0
-        k = math.floor((t - self.t0) * DEMO_RATE_HZ + 1e-6) + 1
-        return self.t0 + k / DEMO_RATE_HZ
+    def _due(self, cursor: int) -> float | None:
+        return self.t0 + cursor / DEMO_RATE_HZ

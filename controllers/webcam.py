@@ -28,12 +28,16 @@ WIDTH, HEIGHT = 320, 240
 class HandTracker:
     """Pure per-frame core: `process(frame_bgr) -> (x, y, size) | None`."""
 
-    def __init__(self, *, history: int = 300, var_threshold: float = 25.0, min_area: float = 0.004) -> None:
+    def __init__(self, *, history: int = 300, var_threshold: float = 25.0, min_area: float = 0.004,
+                 warmup_frames: int = 10) -> None:
+        cv2.setNumThreads(1)  # 320x240 is too small to gain from OpenCV's thread pool; it only adds jitter
         self.subtractor = cv2.createBackgroundSubtractorMOG2(history=history, varThreshold=var_threshold,
                                                              detectShadows=False)
         self.min_area = min_area * WIDTH * HEIGHT  # smaller blobs are noise, not a hand
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.last_mask: np.ndarray | None = None  # (240, 320) uint8, for the monitor window
+        self.warmup_frames = warmup_frames  # the first frames only teach the background model
+        self._seen = 0
 
     def process(self, frame_bgr: np.ndarray) -> tuple[float, float, float] | None:
         """Track the largest moving blob in one BGR frame (any size; resized to 320x240)."""
@@ -42,6 +46,9 @@ class HandTracker:
         mask = self.subtractor.apply(frame_bgr)  # (240, 320) uint8, 255 = foreground
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
         self.last_mask = mask
+        self._seen += 1
+        if self._seen <= self.warmup_frames:
+            return None
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         if not contours:
             return None

@@ -59,7 +59,7 @@ def bench_jevois(samples: int) -> dict:
                 time.sleep(0.01)
             fake.streaming = False  # we write the lines ourselves
             xs = iter(np.linspace(-900, 900, samples + 1).round().astype(int).tolist() * 2)
-            return _percentiles(_measure(controller, lambda: fake.write_raw(f"N2 blob {next(xs)} 0 200 200\r\n".encode()), samples))
+            return _percentiles(_measure(controller, lambda: fake.write_raw(f"N2 blob {next(xs)} 0 200 200\r\nMARK STOP\r\n".encode()), samples))
         finally:
             controller.close()
 

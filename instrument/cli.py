@@ -79,6 +79,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        if not _is_domain_error(err):
+            raise
+        print(f"instrument {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+
+
+# Errors the user can fix, raised below the command modules: (module, class). Their messages are
+# one line naming the file or device. Looked up only in modules already imported (no torch at --help).
+DOMAIN_ERRORS = (("models.checkpoint", "CheckpointError"), ("controllers.errors", "ControllerError"))
+
+
+def _is_domain_error(err: Exception) -> bool:
+    """True when `err` is one of DOMAIN_ERRORS (a broken checkpoint, a missing device, ...)."""
+    for module_name, class_name in DOMAIN_ERRORS:
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        if cls is not None and isinstance(err, cls):
+            return True
+    return False
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ class CharRNNConfig:
 
     vocab_size: int = 388   # performance events (models.events.CODEC.size)
     embed_dim: int = 64     # event embedding; 388 classes need few dimensions
-    hidden_size: int = 384  # per layer: steps in well under 1 ms on one CPU thread
+    hidden_size: int = 256  # per layer: ~0.3 ms per step on one CPU thread; ~1.6 s per 64x128 train step on one core
     num_layers: int = 2     # 2 layers train in ~90 min on 2 CPU cores; the study used 3 x 512
     cell: str = "lstm"      # "lstm" or "gru"
     cond_dim: int = 14      # condition vector size (models.conditioning.COND_DIM); 0 = unconditioned baseline
@@ -56,6 +56,8 @@ class CharRNNConfig:
 
 class CharRNN(nn.Module):
     """Embedding + condition -> stacked LSTM/GRU -> logits over the next event."""
+
+    config_class = CharRNNConfig  # lets models.checkpoint rebuild the model from JSON
 
     def __init__(self, config: CharRNNConfig):
         super().__init__()
@@ -125,6 +127,12 @@ class CharRNN(nn.Module):
         logits = self.head(self.drop(y[:, 0]))  # (B, V)
         return logits, (tuple(new) if self.config.cell == "lstm" else (new,))
 
+
+    def forward_with_state(self, tokens: torch.Tensor, cond: torch.Tensor | None, state: State) -> tuple[torch.Tensor, State]:
+        """tokens (B, T), cond (B, T, C), starting from `state` -> logits (B, T, V) and the state after T steps."""
+        x = self._inputs(tokens, cond)  # (B, T, E + C)
+        y, new = self.rnn(x, state if self.config.cell == "lstm" else state[0])  # (B, T, H)
+        return self.head(self.drop(y)), (tuple(new) if self.config.cell == "lstm" else (new,))
 
 def quantize_for_cpu(model: CharRNN) -> CharRNN:
     """int8 dynamic quantization of the recurrent layers and head, for fast batch-1 CPU steps."""

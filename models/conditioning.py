@@ -28,7 +28,7 @@ import numpy as np
 
 from models.events import NOTE_OFF_OFFSET, STEPS_PER_SECOND, TIME_SHIFT_OFFSET, VELOCITY_OFFSET
 
-TIME_SHIFT_STEP_S = 1.0 / STEPS_PER_SECOND  # TIME_SHIFT value v advances v steps
+EDGE_S = 1e-6  # windows are [t, t + W) with this tolerance, so float rounding never moves a note across an edge
 COND_DIM = 14
 REGISTER, DENSITY, HISTOGRAM = 0, 1, slice(2, 14)
 
@@ -107,15 +107,23 @@ def _as_indices(events) -> np.ndarray:
     return np.asarray(events, dtype=np.int64).reshape(-1)
 
 
+def event_times(events) -> np.ndarray:
+    """(T,) time in seconds at which each event happens (the sum of the TIME_SHIFTs before it)."""
+    idx = _as_indices(events)
+    is_shift = (idx >= TIME_SHIFT_OFFSET) & (idx < VELOCITY_OFFSET)
+    steps = np.where(is_shift, idx - TIME_SHIFT_OFFSET + 1, 0)
+    return (np.cumsum(steps) - steps) / STEPS_PER_SECOND  # integer steps first: exact, like the decoder
+
+
 def _timeline(events) -> _Timeline:
     """Vectorized decode: event times, and each NOTE_ON paired with its NOTE_OFF."""
     idx = _as_indices(events)
     n = idx.size
     is_shift = (idx >= TIME_SHIFT_OFFSET) & (idx < VELOCITY_OFFSET)
-    shift_s = np.where(is_shift, (idx - TIME_SHIFT_OFFSET + 1) * TIME_SHIFT_STEP_S, 0.0)
-    cum = np.cumsum(shift_s)
-    times = cum - shift_s                      # time at which event i happens
-    end_time = float(cum[-1]) if n else 0.0
+    steps = np.where(is_shift, idx - TIME_SHIFT_OFFSET + 1, 0)
+    cum = np.cumsum(steps)
+    times = (cum - steps) / STEPS_PER_SECOND    # time at which event i happens
+    end_time = float(cum[-1]) / STEPS_PER_SECOND if n else 0.0
 
     on_pos = np.flatnonzero(idx < NOTE_OFF_OFFSET)
     off_pos = np.flatnonzero((idx >= NOTE_OFF_OFFSET) & (idx < TIME_SHIFT_OFFSET))
@@ -163,15 +171,25 @@ def _notes_timeline(notes, times: np.ndarray) -> _Timeline:
 
 
 # --------------------------------------------------------------------------- extraction
-def _sounding_time(starts: np.ndarray, ends: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Total time notes have sounded up to each x: sum_i clip(x - start_i, 0, end_i - start_i)."""
-    s = np.sort(starts)
-    e = np.sort(ends)
-    cs = np.concatenate([[0.0], np.cumsum(s)])
-    ce = np.concatenate([[0.0], np.cumsum(e)])
-    ns = np.searchsorted(s, x, side="right")
-    ne = np.searchsorted(e, x, side="right")
-    return (ns * x - cs[ns]) - (ne * x - ce[ne])
+def _pitch_class_time(tl: _Timeline, x: np.ndarray) -> np.ndarray:
+    """(T, 12) time each pitch class has sounded up to x: sum over its notes of clip(x - start, 0, end - start).
+
+    All twelve classes share one sorted array: class c's times are offset by c * stride,
+    so one searchsorted answers every (query, class) pair.
+    """
+    stride = float(max(tl.end_time, x.max(initial=0.0), tl.end.max(initial=0.0))) + 1.0
+    base = np.arange(12) * stride                  # (12,)
+    offset = (tl.pitch % 12) * stride              # (N,)
+    q = x[:, None] + base[None, :]                 # (T, 12)
+    total = np.zeros(q.shape)
+    for bounds, sign in ((tl.start, 1.0), (tl.end, -1.0)):
+        b = np.sort(bounds + offset)
+        cum = np.concatenate([[0.0], np.cumsum(b)])
+        first = np.searchsorted(b, base, side="left")          # (12,) each class's segment
+        upto = np.searchsorted(b, q, side="right")              # (T, 12)
+        count = upto - first[None, :]
+        total += sign * (count * q - (cum[upto] - cum[first][None, :]))
+    return total
 
 
 def _conditions(tl: _Timeline, spec: ConditionSpec) -> np.ndarray:
@@ -182,28 +200,23 @@ def _conditions(tl: _Timeline, spec: ConditionSpec) -> np.ndarray:
 
     onset = np.sort(tl.start[tl.has_onset])
     onset_pitch = tl.pitch[tl.has_onset][np.argsort(tl.start[tl.has_onset], kind="stable")]
-    first = np.searchsorted(onset, t, side="left")
+    first = np.searchsorted(onset, t - EDGE_S, side="left")
 
     # (a) register: mean NOTE_ON pitch in [t, t + W); empty windows fall back to the default.
-    last = np.searchsorted(onset, t + spec.register_window_s, side="left")
+    last = np.searchsorted(onset, t + spec.register_window_s - EDGE_S, side="left")
     cpitch = np.concatenate([[0.0], np.cumsum(onset_pitch, dtype=np.float64)])
     count = last - first
     mean_pitch = np.where(count > 0, (cpitch[last] - cpitch[first]) / np.maximum(count, 1), spec.default_register)
     out[:, REGISTER] = spec.norm_register(mean_pitch)
 
     # (b) density: NOTE_ONs per second in [t, t + W), the window shrunk at the piece's end.
-    last = np.searchsorted(onset, t + spec.density_window_s, side="left")
+    last = np.searchsorted(onset, t + spec.density_window_s - EDGE_S, side="left")
     window = np.clip(remaining, spec.min_window_s, spec.density_window_s)
     out[:, DENSITY] = spec.norm_density((last - first) / window)
 
     # (c) histogram: per pitch class, sounding time overlapping [t, t + W).
-    hist = np.zeros((t.size, 12))
-    pc = tl.pitch % 12
-    for c in range(12):
-        sel = pc == c
-        if sel.any():
-            s, e = tl.start[sel], tl.end[sel]
-            hist[:, c] = _sounding_time(s, e, t + spec.histogram_window_s) - _sounding_time(s, e, t)
+    hist = _pitch_class_time(tl, t + spec.histogram_window_s) - _pitch_class_time(tl, t)  # (T, 12)
+    hist = np.maximum(hist, 0.0)  # rounding of the offsets may leave -1e-12
     total = hist.sum(axis=1, keepdims=True)
     out[:, HISTOGRAM] = np.where(total > 1e-9, hist / np.maximum(total, 1e-9), 1.0 / 12)
     return out.astype(np.float32)

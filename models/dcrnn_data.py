@@ -22,6 +22,7 @@ from models.roll import (
     DEFAULT_STEPS_PER_BEAT,
     N_PITCHES,
     OFF,
+    ONSET,
     grid_fit,
     load_bl2012,
     midi_to_roll,
@@ -99,7 +100,7 @@ def segments(
         return np.zeros((0, length, N_PITCHES), dtype=np.uint8)
     seg = np.stack(out).copy()
     first = seg[:, 0]
-    first[first != OFF] = 2
+    first[first != OFF] = ONSET
     return seg
 
 

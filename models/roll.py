@@ -236,15 +236,14 @@ def pitch_class_histogram(roll: np.ndarray) -> np.ndarray:
 def frames_to_roll(frames: list[list[int]]) -> np.ndarray:
     """BL2012 frames (lists of sounding pitches) -> roll. The format cannot tell a held note
     from a re-strike, so a pitch is an ONSET when absent from the previous frame, else HELD."""
-    roll = np.zeros((len(frames), N_PITCHES), dtype=np.uint8)
-    for t, frame in enumerate(frames):
-        if frame:
-            roll[t, list(frame)] = HELD
-    prev = np.zeros(N_PITCHES, dtype=bool)
-    for t in range(len(frames)):
-        now = roll[t] != OFF
-        roll[t, now & ~prev] = ONSET
-        prev = now
+    steps = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    pitches = np.fromiter((p for f in frames for p in f), dtype=np.int64, count=len(steps))
+    on = np.zeros((len(frames), N_PITCHES), dtype=bool)
+    on[steps, pitches] = True
+    was_on = np.zeros_like(on)
+    was_on[1:] = on[:-1]
+    roll = on.astype(np.uint8)  # HELD
+    roll[on & ~was_on] = ONSET
     return roll
 
 

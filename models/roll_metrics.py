@@ -101,7 +101,7 @@ def _kde(samples: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * z**2).sum(axis=1) / (len(samples) * bw * np.sqrt(2 * np.pi))
 
 
-def overlap_area(real: np.ndarray, generated: np.ndarray, rng: np.random.Generator, max_pairs: int = 20000) -> float:
+def overlap_area(real: np.ndarray, generated: np.ndarray, rng: np.random.Generator, max_pairs: int = 5000) -> float:
     """Yang & Lerch overlap of intra-real vs inter(real, generated) absolute-distance KDEs."""
     real = real[np.isfinite(real)]
     generated = generated[np.isfinite(generated)]

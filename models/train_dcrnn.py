@@ -30,6 +30,7 @@ from models.dcrnn import (
     binarize,
     gradient_penalty,
     roll_channels,
+    roll_hard,
     roll_probs,
     sample_z,
     save_generator,
@@ -51,11 +52,13 @@ def configure_dcrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--n-critic", type=int, default=3, help="critic steps per generator step")
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--info-weight", type=float, default=1.0, help="weight of the EMG-slot mutual-information term")
+    parser.add_argument("--info-weight", type=float, default=2.0, help="weight of the EMG-slot mutual-information term")
     parser.add_argument("--cond-dropout", type=float, default=0.15, help="share of segments trained without condition")
     parser.add_argument("--min-grid-fit", type=float, default=0.85, help="keep MIDI files with this share of onsets on the 16th grid")
     parser.add_argument("--sample-every", type=int, default=200, help="generator steps between sample metrics")
     parser.add_argument("--save-every", type=float, default=120.0, help="seconds between checkpoints")
+    parser.add_argument("--soft", action="store_true", help="show the critic sigmoid probabilities instead of "
+                        "straight-through binary rolls (the original's way; trains worse)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tiny", action="store_true", help="a tiny model (for tests)")
 
@@ -94,7 +97,8 @@ def run_dcrnn(args: argparse.Namespace) -> int:
     train = segments(rolls["train"], seg_len)
     test_bars = segments(rolls["test"] or rolls["valid"], cfg.steps_per_bar, hop=cfg.steps_per_bar)
     if len(train) == 0:
-        raise UsageError(f"no training segments in {args.data} ({len(skipped)} files skipped)")
+        raise UsageError(f"--data: no training segments in {', '.join(map(str, args.data))} ({len(skipped)} files "
+                         "skipped); give folders of .mid/.midi files or BL2012 .json files")
     tqdm.write(f"dcrnn: {sum(map(len, rolls.values()))} pieces, {len(train)} training segments, "
                f"{len(test_bars)} test bars, {len(skipped)} files skipped")
     rng = np.random.default_rng(args.seed + step)
@@ -114,7 +118,9 @@ def run_dcrnn(args: argparse.Namespace) -> int:
         zs = torch.cat([zs[:, :, : cfg.n_emg_slots], hold_style], dim=2)
         same = torch.rand(args.batch, generator=noise) < 0.5
         zs[same, :, : cfg.n_emg_slots] = zs[same, :1, : cfg.n_emg_slots]
-        return roll_probs(gen(zs, cond)), zs[:, :, : cfg.n_emg_slots]
+        logits = gen(zs, cond)
+        fake = roll_probs(logits) if args.soft else roll_hard(logits)
+        return fake, zs[:, :, : cfg.n_emg_slots]
 
     budget_s = args.max_minutes * 60
     t_start = time.monotonic() - elapsed
@@ -126,7 +132,7 @@ def run_dcrnn(args: argparse.Namespace) -> int:
             real, cond = real_batch()
             with torch.no_grad():
                 fake, emg = fake_batch(cond)
-            d_real, _ = critic(real, cond)
+            d_real, _ = critic(real, cond, with_slots=False)
             d_fake, q_fake = critic(fake, cond)
             gp = gradient_penalty(critic, real, fake, cond)
             info_d = torch.mean((q_fake - emg) ** 2)

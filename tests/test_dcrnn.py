@@ -25,6 +25,7 @@ from models.dcrnn import (
     interpolate,
     load_generator,
     roll_channels,
+    roll_hard,
     roll_probs,
     sample_z,
     save_generator,
@@ -106,6 +107,14 @@ def test_binarize_threshold_restrike_and_bar_line():
     prev[0, 60] = HELD  # sounding at the end of the previous bar: continues across the bar line
     assert binarize(logits, prev=prev)[0, 0, 60] == HELD
     assert (roll[:, 61] == OFF).all()
+
+
+def test_critic_sees_exactly_the_binarized_roll_with_gradients():
+    logits = (torch.randn(2, 16, 128, 2, generator=torch.Generator().manual_seed(0)) * 3).requires_grad_(True)
+    hard = roll_hard(logits)
+    assert torch.equal(hard.detach(), roll_channels(binarize(logits)))
+    hard.sum().backward()
+    assert logits.grad.abs().sum() > 0  # straight-through: the generator still learns
 
 
 def test_bernoulli_binarization_is_deterministic_for_a_seed():

@@ -66,6 +66,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
       help="generated future kept ahead of the playhead (default 0.2 s; gestures roll it back anyway)")
     a("--quantize", action="store_true", help="int8 dynamic quantization of the model on CPU")
     a("--channel", type=int, default=1, help="MIDI channel 1..16 (default 1)")
+    a("--monitor", action="store_true", help="live monitor window: camera or XY pad, control bars, piano roll "
+      "of the notes sent, status (never slows the engine; headless: says so and plays on)")
     a("--no-realtime", action="store_true",
       help="do not ask for real-time (SCHED_FIFO) scheduling of the engine threads")
 
@@ -102,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
     where = session.midi_sink.status if session.midi_sink is not None and session.midi_sink.connected else "no MIDI port"
     print(f"instrument play: {session.voice.name} on {session.voice.device}, seed {session.seed}, "
           f"{where}; recording to {session.paths['mid']}; Ctrl-C stops", file=sys.stderr, flush=True)
+    monitor = None
+    if getattr(args, "monitor", False):
+        from instrument.monitor_window import open_play_monitor
+
+        monitor = open_play_monitor(session)
     try:
         session.run()
     except EngineError as err:
@@ -111,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if monitor is not None:
+            monitor.close()
         session.close()
     stats = session.engine.stats()
     print(f"instrument play: stopped{' by ' + signal.Signals(stopped_by[0]).name if stopped_by else ''}; "

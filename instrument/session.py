@@ -1,0 +1,278 @@
+"""A playing session: its settings, and the one place where every part is built and wired.
+
+`SessionConfig` holds what `instrument play` was asked for; `Session(config)` builds
+voice, sinks, controller, mapping, MIDI clock and MIDI input around one `Engine`, and
+records three files side by side:
+
+- `NAME.mid`: what was sent, with the real send times (crash-safe, see FileSink);
+- `NAME.controls.jsonl`: the control frames (`ControlFrame.to_json`), for `render`;
+- `NAME.log.jsonl`: the session log: start (seed, model, t0), MIDI server lost and
+  restored, controller gaps, stop (with the latency statistics).
+
+Sessions go to `$XDG_DATA_HOME/deep-symphony/sessions/` (default
+`~/.local/share/deep-symphony/sessions/`) unless `--record PATH` says otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from instrument.clock import SystemClock
+from instrument.engine import Engine, EngineConfig
+from instrument.errors import MidiUnavailable, UsageError
+from instrument.midi_out import DEFAULT_PORT_NAME, FileSink, MidiSink
+
+MODEL_NAMES = ("charrnn", "dcrnn")
+
+
+@dataclass
+class SessionConfig:
+    """Everything `instrument play` can be asked for (the CLI flags, with their defaults)."""
+
+    controller: str = "auto"
+    model: str = "charrnn"  # charrnn | dcrnn | PATH to a checkpoint (.pt with its .json)
+    device: str = "auto"  # auto | cpu | cuda
+    temperature: float = 1.0
+    top_p: float = 0.95
+    key: str | None = None  # soft key condition, e.g. "C:major"
+    scale_lock: bool = False  # only the key's scale (needs key)
+    tempo: float = 120.0  # bpm; 120 plays time shifts at their trained length
+    seed: int | None = None  # None: a random seed, written to the session log
+    port: str = DEFAULT_PORT_NAME  # virtual output port name
+    connect: str | None = None  # connect to this existing port instead
+    midi_api: str = "auto"  # auto | alsa | jack
+    midi: bool = True  # False: record to file only
+    clock: str = "none"  # none | internal | follow:PORT
+    midi_in: str | None = None  # input port whose CCs drive temperature, tempo, panic
+    midi_learn: bool = False
+    record: str | None = None  # .mid path or folder; default: the sessions folder
+    duration: float | None = None  # seconds; None: until Ctrl-C
+    mapping: str | None = None  # mapping TOML; None: the shipped default
+    profile: str | None = None  # calibration profile name
+    lookahead: float = 0.2
+    quantize: bool = False  # int8 dynamic quantization on CPU
+    rollback_threshold: float = 0.25
+    channel: int = 1  # MIDI channel, 1..16
+    realtime: bool = True  # SCHED_FIFO for the engine threads where permitted
+
+    def validate(self) -> None:
+        """Raise UsageError (one line, what is accepted) for any impossible value."""
+        checks = [
+            (20.0 <= self.tempo <= 300.0, f"--tempo must be between 20 and 300 bpm, got {self.tempo:g}"),
+            (0.0 < self.temperature <= 5.0, f"--temperature must be in (0, 5], got {self.temperature:g}"),
+            (0.0 < self.top_p <= 1.0, f"--top-p must be in (0, 1], got {self.top_p:g}"),
+            (0.01 <= self.lookahead <= 2.0, f"--lookahead must be between 0.01 and 2 s, got {self.lookahead:g}"),
+            (self.duration is None or self.duration > 0, f"--duration must be > 0 s, got {self.duration}"),
+            (1 <= self.channel <= 16, f"--channel must be in 1..16, got {self.channel}"),
+            (self.midi_api in ("auto", "alsa", "jack"), f"--midi-api must be auto, alsa or jack, got {self.midi_api!r}"),
+            (self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda, got {self.device!r}"),
+            (self.clock == "none" or self.clock == "internal" or (self.clock.startswith("follow:") and len(self.clock) > 7),
+             f"--clock must be internal or follow:PORT, got {self.clock!r}"),
+            (not self.scale_lock or self.key is not None, "--scale-lock needs --key (e.g. --key C:major)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+        if self.key is not None:
+            from models.conditioning import parse_key
+
+            try:
+                parse_key(self.key)
+            except ValueError as err:
+                raise UsageError(f"--key: {err}") from None
+
+
+def sessions_dir() -> Path:
+    """Where sessions are recorded by default."""
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "deep-symphony" / "sessions"
+
+
+def session_paths(record: str | None, now: dt.datetime | None = None) -> dict[str, Path]:
+    """{'mid', 'controls', 'log'} paths for `--record` (a .mid path or a folder) or the default folder."""
+    stamp = (now or dt.datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
+    if record and record.lower().endswith(".mid"):
+        mid = Path(record).expanduser()
+    else:
+        mid = (Path(record).expanduser() if record else sessions_dir()) / f"session_{stamp}.mid"
+    stem = mid.with_suffix("")
+    return {"mid": mid, "controls": Path(f"{stem}.controls.jsonl"), "log": Path(f"{stem}.log.jsonl")}
+
+
+class SessionLog:
+    """JSONL events, one flushed line each, safe from any thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file = open(path, "a", encoding="utf-8", buffering=1)
+
+    def event(self, kind: str, **fields) -> None:
+        """Append one event with the wall-clock time."""
+        record = {"time": dt.datetime.now().isoformat(timespec="milliseconds"), "event": kind, **fields}
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(json.dumps(record, default=str) + "\n")
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._file.close()
+
+
+def load_voice(config: SessionConfig, seed: int):
+    """The voice for `--model`: the shipped Char-RNN or DCRNN, or a checkpoint path of either."""
+    from models.checkpoint import CheckpointError, load_charrnn, shipped_checkpoint
+    from instrument.voices import ChunkVoice, StreamingVoice
+
+    name = config.model
+    try:
+        if name == "dcrnn" or (name not in MODEL_NAMES and _is_dcrnn(Path(name))):
+            from models.dcrnn import load_generator
+
+            generator = load_generator(None if name == "dcrnn" else name)
+            return ChunkVoice(generator, device=config.device, seed=seed, key=config.key,
+                              scale_lock=config.scale_lock, temperature=config.temperature, name=name)
+        path = shipped_checkpoint("charrnn") if name == "charrnn" else Path(name)
+        if name not in MODEL_NAMES and not path.exists():
+            raise UsageError(f"--model: no such checkpoint {name!r} (use charrnn, dcrnn or a .pt path)")
+        model, _, meta = load_charrnn(path)
+        spec = None
+        if meta.get("conditioning"):
+            from models.conditioning import ConditionSpec
+
+            spec = ConditionSpec.from_dict(meta["conditioning"])
+        extra = {"spec": spec} if spec is not None else {}
+        return StreamingVoice(model, device=config.device, temperature=config.temperature, top_p=config.top_p,
+                              key=config.key, scale_lock=config.scale_lock, seed=seed,
+                              quantize=config.quantize, name=name if name in MODEL_NAMES else path.name, **extra)
+    except (CheckpointError, ValueError, OSError) as err:
+        raise UsageError(f"--model {name}: {err}") from None
+
+
+def _is_dcrnn(path: Path) -> bool:
+    try:
+        return json.loads(path.with_suffix(".json").read_text()).get("class") == "Generator"
+    except (OSError, ValueError):
+        return False
+
+
+class Session:
+    """Everything `play` runs, built from a SessionConfig; `run()` plays, `stop()` ends it."""
+
+    def __init__(self, config: SessionConfig, *, clock=None, controller=None, echo=None) -> None:
+        config.validate()
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.echo = echo or (lambda line: print(f"instrument play: {line}", file=sys.stderr, flush=True))
+        self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+        self.paths = session_paths(config.record)
+        self._closers: list = []
+        try:
+            self._build(controller)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, controller) -> None:
+        from controllers import ControllerError, open_controller
+        from instrument.mapping import Mapping
+
+        config = self.config
+        # first what can fail on user input (model, mapping, controller), then the session files
+        self.voice = load_voice(config, self.seed)
+        mapping = Mapping.from_toml(config.mapping) if config.mapping else Mapping.default()
+        if controller is None:
+            try:
+                controller = open_controller(config.controller, clock=self.clock, profile=config.profile)
+            except ControllerError as err:
+                raise UsageError(str(err)) from None
+            self._closers.append(controller.close)
+        self.controller = controller
+        self.paths["mid"].parent.mkdir(parents=True, exist_ok=True)
+        self.log = SessionLog(self.paths["log"])
+        self._closers.append(self.log.close)
+        self.log.event("config", seed=self.seed, **{k: v for k, v in asdict(self.config).items() if k != "seed"})
+        self.file_sink = FileSink(self.paths["mid"], tempo_bpm=config.tempo)
+        sinks: list = []
+        self.midi_sink = None
+        if config.midi:
+            self.midi_sink = MidiSink(config.port, config.connect, config.midi_api, on_status=self._midi_status)
+            self._closers.append(self.midi_sink.close)
+            sinks.append(self.midi_sink)
+        sinks.append(self.file_sink)
+        self._closers.append(self.file_sink.close)
+        midi_clock = tempo_source = midi_in = None
+        api = self.midi_sink.api if self.midi_sink is not None and self.midi_sink.api else config.midi_api
+        try:
+            if config.clock == "internal":
+                from instrument.midi_clock import MidiClockOut
+
+                midi_clock = MidiClockOut(config.tempo)
+            elif config.clock.startswith("follow:"):
+                from instrument.midi_clock import FollowClock
+
+                tempo_source = FollowClock(config.clock[len("follow:"):], api)
+                self._closers.append(tempo_source.close)
+            if config.midi_in:
+                from instrument.midi_in import MidiInput
+
+                midi_in = MidiInput(config.midi_in, api)
+                self._closers.append(midi_in.close)
+                if config.midi_learn:
+                    midi_in.learn(prompt=self.echo)
+        except MidiUnavailable as err:
+            raise UsageError(str(err)) from None
+        self._frames = None
+        engine_config = EngineConfig(lookahead_s=config.lookahead, rollback_threshold=config.rollback_threshold,
+                                     tempo=config.tempo, channel=config.channel - 1,
+                                     realtime=config.realtime)
+        self.engine = Engine(self.voice, controller, mapping, sinks, self.clock, engine_config,
+                             midi_clock=midi_clock, tempo_source=tempo_source, midi_in=midi_in,
+                             on_frames=self._record_frames, on_event=self.log.event, midi_status=self.midi_status)
+
+    # ------------------------------------------------------------------ wiring
+    def _midi_status(self, kind: str, message: str) -> None:
+        self.echo(message)
+        self.log.event(kind, message=message)
+
+    def midi_status(self) -> str:
+        """One line for a monitor: API and port, or why there is none."""
+        return self.midi_sink.status if self.midi_sink is not None else "MIDI off (recording only)"
+
+    def _record_frames(self, frames) -> None:
+        if self._frames is None:
+            from controllers.replay import FrameRecorder
+
+            self._frames = FrameRecorder(self.paths["controls"], self.engine.t0)
+            self._closers.insert(0, self._frames.close)
+        for frame in frames:
+            self._frames.write(frame)
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> None:
+        """Play until the duration, `stop()` or an error (EngineError); always ends silent and recorded."""
+        sys.setswitchinterval(0.0005)  # the sending thread gets the GIL back within 0.5 ms
+        self.engine.run(self.config.duration)
+        if self.config.realtime and not self.engine.realtime:
+            self.log.event("realtime_unavailable", message="SCHED_FIFO not permitted; running at normal priority")
+
+    def stop(self) -> None:
+        """Ask the engine to stop (signal-safe)."""
+        self.engine.request_stop()
+
+    def close(self) -> None:
+        """Release everything that was opened (idempotent; the engine already closed its sinks)."""
+        closers, self._closers = self._closers, []
+        for close in closers:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing must go on for the others
+                pass

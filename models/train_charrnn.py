@@ -1,0 +1,435 @@
+"""Train the (Conditional) Char-RNN: ``instrument train charrnn --data DIR... --out DIR``.
+
+One page, nanoGPT style. Each step draws random windows of ``seq_len + 1`` events from
+the train split, augments them (transpose +-6 semitones, stretch time +-5%), labels every
+event with the condition of the music that follows it (models/conditioning.py), and
+takes one AdamW step. The learning rate follows a warmup then a cosine over the budget
+(steps or minutes, whichever runs out first). Every epoch (a fixed number of steps) it
+measures validation NLL in nats/event, keeps the best weights as ``NAME.pt`` + ``NAME.json``
+and plots the curves; ``NAME.resume.pt`` lets ``--resume`` continue where it stopped.
+
+Multi-process: launch with ``torchrun --nproc_per_node N -m models.train_charrnn ...``
+(gloo on CPU, nccl on CUDA). Each rank draws its own windows; DDP averages gradients;
+only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import platform
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from models.charrnn import CharRNN, CharRNNConfig
+from models.checkpoint import save_checkpoint
+from models.conditioning import DEFAULT_SPEC, ConditionSpec, event_times, extract_conditions
+from models.events import NOTE_OFF_OFFSET, TIME_SHIFT_OFFSET
+
+MAX_TRANSPOSE = 6        # semitones either way
+MAX_STRETCH = 0.05       # time stretch factor in [0.95, 1.05]
+
+
+# ----------------------------------------------------------------------------- data
+class WindowSampler:
+    """Random training windows: tokens (B, T+1) and conditions (B, T+1, C) of the events they hold."""
+
+    def __init__(self, pieces: list[np.ndarray], seq_len: int, spec: ConditionSpec | None, augment: bool, seed: int):
+        self.events = [np.asarray(e, dtype=np.int64) for e in pieces if len(e) > seq_len + 1]
+        if not self.events:
+            raise ValueError(f"no piece is longer than seq_len + 1 = {seq_len + 1} events")
+        self.times = [event_times(e) for e in self.events]
+        starts = np.array([len(e) - seq_len - 1 for e in self.events], dtype=np.float64)
+        self.weights = starts / starts.sum()  # a piece is drawn in proportion to its windows
+        self.seq_len, self.spec, self.augment = seq_len, spec, augment
+        self.rng = np.random.default_rng(seed)
+        # Forward windows of events near a window's end need this much music after it.
+        self.lookahead_s = (max(spec.histogram_window_s, spec.density_window_s, spec.register_window_s) if spec else 0.0) * (1 + MAX_STRETCH) + 0.5
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """One window: (T+1,) tokens and (T+1, C) conditions (None when unconditioned)."""
+        n = self.seq_len + 1
+        p = self.rng.choice(len(self.events), p=self.weights)
+        events, times = self.events[p], self.times[p]
+        start = int(self.rng.integers(0, len(events) - n + 1))
+        stop = max(start + n, int(np.searchsorted(times, times[start + n - 1] + self.lookahead_s)))
+        # Begin at the first event sharing the window's start time, so notes struck at
+        # that instant (e.g. the rest of a chord) count in the first events' conditions.
+        begin = int(np.searchsorted(times, times[start], side="left")) if self.spec else start
+        chunk = events[begin:stop]
+        if self.augment:
+            chunk = self._augment(chunk, keep=n + start - begin)
+        skip = start - begin if len(chunk) >= n + start - begin else 0
+        cond = extract_conditions(chunk, self.spec)[skip:skip + n] if self.spec else None
+        return chunk[skip:skip + n], cond
+
+    def _augment(self, chunk: np.ndarray, keep: int) -> np.ndarray:
+        from models.data import augment
+
+        pitches = chunk[chunk < TIME_SHIFT_OFFSET] % 128
+        low = max(-MAX_TRANSPOSE, -int(pitches.min())) if pitches.size else 0
+        high = min(MAX_TRANSPOSE, 127 - int(pitches.max())) if pitches.size else 0
+        transpose = int(self.rng.integers(low, high + 1))
+        stretch = float(self.rng.uniform(1 - MAX_STRETCH, 1 + MAX_STRETCH))
+        out = augment(chunk, transpose=transpose, stretch=stretch)
+        return chunk if out is None or len(out) < keep else out
+
+    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """tokens (B, T+1) long and cond (B, T+1, C) float32 or None."""
+        samples = [self.sample() for _ in range(batch_size)]
+        tokens = torch.from_numpy(np.stack([s[0] for s in samples]))
+        cond = torch.from_numpy(np.stack([s[1] for s in samples])) if self.spec else None
+        return tokens, cond
+
+
+def validation_windows(pieces: list[np.ndarray], seq_len: int, spec: ConditionSpec | None, max_windows: int):
+    """Fixed, non-overlapping windows over the held-out pieces: tokens (N, T+1), cond (N, T+1, C) or None."""
+    tokens, conds = [], []
+    for events in pieces:
+        events = np.asarray(events, dtype=np.int64)
+        cond = extract_conditions(events, spec) if spec else None
+        for s in range(0, len(events) - seq_len - 1 + 1, seq_len):
+            tokens.append(events[s:s + seq_len + 1])
+            conds.append(cond[s:s + seq_len + 1] if spec else None)
+    if not tokens:
+        raise ValueError(f"no held-out piece is longer than {seq_len + 1} events")
+    keep = np.unique(np.linspace(0, len(tokens) - 1, min(max_windows, len(tokens))).round().astype(int))
+    tok = torch.from_numpy(np.stack([tokens[i] for i in keep]))
+    return tok, (torch.from_numpy(np.stack([conds[i] for i in keep])) if spec else None)
+
+
+def split_inputs(tokens: torch.Tensor, cond: torch.Tensor | None):
+    """Teacher forcing: input event i with the condition of event i+1 (the music about to be played) predicts event i+1."""
+    return tokens[:, :-1], (cond[:, 1:] if cond is not None else None), tokens[:, 1:]
+
+
+# ----------------------------------------------------------------------------- helpers
+def parse_arch(text: str) -> tuple[str, int, int]:
+    """'lstm:2x256' -> ('lstm', 2, 256)."""
+    try:
+        cell, shape = text.lower().split(":")
+        layers, hidden = (int(v) for v in shape.split("x"))
+        CharRNNConfig(cell=cell, num_layers=layers, hidden_size=hidden)
+    except ValueError as err:
+        raise ValueError(f"--arch must look like lstm:2x256 or gru:2x384, got {text!r}") from err
+    return cell, layers, hidden
+
+
+def learning_rate(progress: float, step: int, base_lr: float, warmup: int, min_ratio: float) -> float:
+    """Linear warmup for ``warmup`` steps, then cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def plot_curves(history: list[dict], path: Path, size: tuple[int, int] = (800, 480)) -> None:
+    """Train and validation loss (nats/event) against steps, as a PNG drawn with OpenCV."""
+    import cv2
+
+    w, h = size
+    left, right, top, bottom = 70, 20, 30, 50
+    img = np.full((h, w, 3), 255, np.uint8)
+    series = {"train": [(r["step"], r["train_loss"]) for r in history if r.get("train_loss") is not None],
+              "valid": [(r["step"], r["valid_nll"]) for r in history if r.get("valid_nll") is not None]}
+    points = [p for s in series.values() for p in s]
+    if points:
+        xs, ys = zip(*points)
+        x0, x1 = 0, max(max(xs), 1)
+        y0, y1 = min(ys), max(ys)
+        y0, y1 = (y0 - 0.05, y1 + 0.05) if y1 - y0 < 0.1 else (y0 - 0.05 * (y1 - y0), y1 + 0.05 * (y1 - y0))
+        px = lambda x: int(left + (x - x0) / (x1 - x0) * (w - left - right))  # noqa: E731
+        py = lambda y: int(h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom))  # noqa: E731
+        for i in range(5):  # grid and y labels
+            y = y0 + (y1 - y0) * i / 4
+            cv2.line(img, (left, py(y)), (w - right, py(y)), (225, 225, 225), 1)
+            cv2.putText(img, f"{y:.2f}", (5, py(y) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
+        cv2.putText(img, f"step {x1}", (w - right - 80, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
+        for (name, pts), color in zip(series.items(), [(200, 120, 40), (40, 40, 220)]):
+            if pts:
+                poly = np.array([[px(x), py(y)] for x, y in pts], np.int32).reshape(-1, 1, 2)
+                cv2.polylines(img, [poly], False, color, 2, cv2.LINE_AA)
+                cv2.putText(img, name, (left + 10 + 80 * (name == "valid"), top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
+    cv2.putText(img, "loss (nats/event) vs step", (left + 200, top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    tmp = path.with_suffix(".tmp.png")
+    cv2.imwrite(str(tmp), img)
+    tmp.replace(path)
+
+
+def corpus_provenance(corpus, paths: list[str]) -> dict:
+    """What the model was trained on: folders, split sizes and a fingerprint of the file list."""
+    digest = hashlib.sha1("\n".join(sorted(f"{p.relpath}:{len(p.events)}" for p in corpus.pieces)).encode()).hexdigest()[:16]
+    splits = {s: {"pieces": len(corpus.split(s)), "events": int(sum(len(p.events) for p in corpus.split(s))),
+                  "hours": round(sum(p.seconds for p in corpus.split(s)) / 3600, 3)} for s in ("train", "valid", "test")}
+    return {"paths": [str(Path(p)) for p in paths], "splits": splits, "skipped": len(corpus.skipped),
+            "fingerprint": digest, "split_rule": "crc32(relative path): 80% train / 10% valid / 10% test",
+            "augmentation": f"transpose +-{MAX_TRANSPOSE} semitones, stretch +-{MAX_STRETCH:.0%}"}
+
+
+# ----------------------------------------------------------------------------- the loop
+def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) from torchrun's environment; joins the process group when world > 1."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_arg == "cuda" and not torch.cuda.is_available():
+        raise _usage_error("--device cuda: no CUDA device is available")
+    use_cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+@torch.no_grad()
+def evaluate(model: CharRNN, tokens: torch.Tensor, cond: torch.Tensor | None, batch_size: int,
+             device: torch.device, autocast, rank: int = 0, world: int = 1) -> float:
+    """Mean NLL in nats/event over the windows (sharded over ranks, summed across them)."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of NLL, number of targets)
+    for i in range(rank * batch_size, len(tokens), batch_size * world):
+        x, c, y = split_inputs(tokens[i:i + batch_size].to(device), None if cond is None else cond[i:i + batch_size].to(device))
+        with autocast:
+            logits, _ = model(x, c)  # (B, T, V)
+        total[0] += torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
+        total[1] += y.numel()
+    if world > 1:
+        dist.all_reduce(total)
+    model.train(was_training)
+    return float(total[0] / total[1])
+
+
+def train(config: CharRNNConfig, args: argparse.Namespace) -> tuple[int, CharRNN]:
+    """Train from args (see configure_charrnn); returns (exit status, this rank's model); only rank 0 writes."""
+    rank, world, device = setup_distributed(args.device)
+    try:
+        return _train(config, args, rank, world, device)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: int, device: torch.device) -> tuple[int, CharRNN]:
+    from models.data import Corpus
+
+    master = rank == 0
+    threads = args.threads or max(1, (os.cpu_count() or 1) // world)
+    torch.set_num_threads(threads)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    spec = DEFAULT_SPEC if config.cond_dim else None
+    out = Path(args.out)
+    best_path, resume_path, plot_path = out / args.name, out / f"{args.name}.resume.pt", out / f"{args.name}_loss.png"
+    if master:
+        out.mkdir(parents=True, exist_ok=True)
+
+    # ---- data: train windows are drawn at random, validation windows are fixed
+    try:
+        corpus = Corpus.load(args.data, cache_dir=args.cache_dir)
+    except FileNotFoundError as err:
+        raise _usage_error(f"--data: {err}") from None
+    if not corpus.pieces:
+        raise _usage_error(f"--data: no usable MIDI files (.mid/.midi) under {', '.join(map(str, args.data))} "
+                           f"({len(corpus.skipped)} skipped)")
+    train_pieces = [p.events for p in corpus.split("train")]
+    valid_pieces = corpus.split("valid")
+    if not train_pieces or not valid_pieces:
+        raise _usage_error(f"--data needs pieces in both train and valid splits; found {len(train_pieces)} train, {len(valid_pieces)} valid")
+    val_tokens, val_cond = validation_windows([p.events for p in valid_pieces], args.seq_len, spec, args.valid_windows)
+    events_per_second = sum(len(p.events) for p in valid_pieces) / max(sum(p.seconds for p in valid_pieces), 1e-9)
+    provenance = corpus_provenance(corpus, args.data)
+
+    # ---- model, optimizer, mixed precision; then the resume state if asked
+    model = CharRNN(config).to(device)
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings; not biases
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.99))
+    amp_dtype = None
+    if device.type == "cuda" and args.amp != "off":
+        amp_dtype = torch.float16 if args.amp == "fp16" or (args.amp == "auto" and not torch.cuda.is_bf16_supported()) else torch.bfloat16
+    autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    st = {"step": 0, "best": math.inf, "bad_epochs": 0, "elapsed_s": 0.0, "history": []}
+    if args.resume:
+        saved = torch.load(resume_path, map_location=device, weights_only=True)
+        if saved["config"] != config.to_dict():
+            raise _usage_error(f"--resume: {resume_path} was trained with {saved['config']}; pass the same --arch/--embed-dim/--dropout/--unconditioned")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        st = {k: saved[k] for k in st}
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    # Each rank draws its own windows; re-seeding with the step keeps resumed runs reproducible.
+    sampler = WindowSampler(train_pieces, args.seq_len, spec, not args.no_augment, seed=args.seed * 1_000_003 + rank * 7919 + st["step"])
+    total_steps = args.epochs * args.steps_per_epoch
+    budget_s = args.max_minutes * 60 if args.max_minutes else None
+
+    def save_resume() -> None:
+        tmp = resume_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                    "config": config.to_dict(), **st}, tmp)
+        tmp.replace(resume_path)
+
+    def meta() -> dict:
+        hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+        settings = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+        return {"conditioning": spec.to_dict() if spec else None, "data": provenance,
+                "training": {"device": device.type, "hardware": hardware, "processes": world, "threads_per_process": threads,
+                             "torch": torch.__version__, "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+                             "step": st["step"], "minutes": round(st["elapsed_s"] / 60, 2), "args": settings,
+                             "parameters": model.num_parameters()},
+                "metrics": {"valid_nll_per_event": st["best"], "valid_nll_per_second": st["best"] * events_per_second,
+                            "valid_windows": len(val_tokens)},
+                "history": st["history"]}
+
+    session_start, last_save, elapsed0 = time.monotonic(), time.monotonic(), st["elapsed_s"]
+    stop = None
+    if master:
+        tqdm.write(f"CharRNN {config.cell} {config.num_layers}x{config.hidden_size} ({model.num_parameters():,} parameters), "
+                   f"{len(train_pieces)} train / {len(valid_pieces)} valid pieces, {world} process(es) x {threads} thread(s) on {device}")
+    try:
+        while stop is None and st["step"] < total_steps:
+            epoch = st["step"] // args.steps_per_epoch
+            epoch_end = min((epoch + 1) * args.steps_per_epoch, total_steps)
+            bar = tqdm(total=epoch_end - st["step"], desc=f"epoch {epoch + 1}", disable=not master, leave=False, dynamic_ncols=True)
+            losses: list[float] = []
+            while st["step"] < epoch_end:
+                # ---- set the learning rate from the budget used (steps or minutes, all ranks agree)
+                elapsed = elapsed0 + time.monotonic() - session_start
+                if world > 1:
+                    shared = torch.tensor([elapsed], dtype=torch.float64, device=device)
+                    dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+                    elapsed = float(shared)
+                st["elapsed_s"] = elapsed
+                if budget_s and elapsed >= budget_s:
+                    stop = f"time budget of {args.max_minutes:g} min reached"
+                    break
+                progress = max(st["step"] / total_steps, elapsed / budget_s if budget_s else 0.0)
+                lr = learning_rate(progress, st["step"], args.lr, args.warmup_steps, args.min_lr_ratio)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                # ---- forward, backward, clip, step
+                tokens, cond = sampler.batch(args.batch_size)
+                x, c, y = split_inputs(tokens.to(device, non_blocking=True), None if cond is None else cond.to(device, non_blocking=True))
+                with autocast:
+                    _, loss = ddp(x, c, y)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                st["step"] += 1
+                losses.append(loss.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}", lr=f"{lr:.1e}")
+                # ---- resume state by the clock
+                if master and time.monotonic() - last_save >= args.checkpoint_minutes * 60:
+                    save_resume()
+                    last_save = time.monotonic()
+            bar.close()
+            if not losses:
+                break
+            # ---- evaluate; keep the best weights; early stopping
+            val = evaluate(model, val_tokens, val_cond, args.batch_size, device, autocast, rank, world)
+            improved = val < st["best"] - 1e-4
+            st["best"], st["bad_epochs"] = (val, 0) if improved else (st["best"], st["bad_epochs"] + 1)
+            st["history"].append({"step": st["step"], "epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                                  "valid_nll": val, "lr": lr, "minutes": round(st["elapsed_s"] / 60, 2)})
+            if master:
+                if improved:
+                    save_checkpoint(best_path, model, config, meta())
+                save_resume()
+                last_save = time.monotonic()
+                plot_curves(st["history"], plot_path)
+                tqdm.write(f"epoch {epoch + 1} step {st['step']}: train {np.mean(losses):.4f} valid {val:.4f} nats/event "
+                           f"({val * events_per_second:.2f} nats/s) lr {lr:.2e} {st['elapsed_s'] / 60:.1f} min{' *' if improved else ''}")
+            if st["bad_epochs"] >= args.patience:
+                stop = f"early stopping: no improvement for {args.patience} epochs"
+    except KeyboardInterrupt:
+        if master:
+            save_resume()
+            tqdm.write(f"interrupted at step {st['step']}; continue with --resume")
+        return 130, model
+    if master:
+        save_resume()
+        tqdm.write(f"done ({stop or 'all epochs'}): best valid {st['best']:.4f} nats/event -> {best_path}.pt")
+    return 0, model
+
+
+# ----------------------------------------------------------------------------- CLI
+def configure_charrnn(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``instrument train charrnn``."""
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="MIDI folders (searched recursively); the split comes from each file's path")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where NAME.pt/.json (best weights), NAME.resume.pt and NAME_loss.png go")
+    parser.add_argument("--name", default="charrnn", help="checkpoint base name (default: %(default)s)")
+    parser.add_argument("--arch", default="lstm:2x256", help="cell:LAYERSxHIDDEN, lstm or gru (default: %(default)s)")
+    parser.add_argument("--embed-dim", type=int, default=CharRNNConfig.embed_dim, help="event embedding size (default: %(default)s)")
+    parser.add_argument("--dropout", type=float, default=CharRNNConfig.dropout, help="dropout (default: %(default)s)")
+    parser.add_argument("--unconditioned", action="store_true", help="no condition vector: the plain Char-RNN baseline")
+    parser.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: %(default)s)")
+    parser.add_argument("--steps-per-epoch", type=int, default=250, help="optimizer steps between validations (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per step and process (default: %(default)s)")
+    parser.add_argument("--seq-len", type=int, default=128, help="events per window (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, AdamW (default: %(default)s)")
+    parser.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this, cosine (default: %(default)s)")
+    parser.add_argument("--warmup-steps", type=int, default=100, help="linear warmup (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
+    parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (default: %(default)s)")
+    parser.add_argument("--valid-windows", type=int, default=512, help="held-out windows measured each epoch (default: %(default)s)")
+    parser.add_argument("--patience", type=int, default=6, help="stop after this many epochs without a better validation NLL (default: %(default)s)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="training-time budget in minutes, counted across resumes; the cosine schedule ends with it")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="save the resume state this often (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/NAME.resume.pt")
+    parser.add_argument("--no-augment", action="store_true", help="train on the pieces as they are")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: all cores / processes)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: %(default)s)")
+    parser.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="mixed precision on CUDA (default: bf16 where supported)")
+    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--cache-dir", default=None, help="corpus cache folder (default: $DEEP_SYMPHONY_CACHE or ~/.cache)")
+
+
+def _usage_error(message: str) -> Exception:
+    try:
+        from instrument.errors import UsageError
+    except ImportError:  # models/ is usable without instrument/
+        return SystemExit(f"error: {message}")
+    return UsageError(message)
+
+
+def run_charrnn(args: argparse.Namespace) -> int:
+    """Entry point of ``instrument train charrnn``; returns the exit status."""
+    try:
+        cell, layers, hidden = parse_arch(args.arch)
+    except ValueError as err:
+        raise _usage_error(str(err)) from err
+    for name in ("epochs", "steps_per_epoch", "batch_size", "seq_len", "valid_windows"):
+        if getattr(args, name) < 1:
+            raise _usage_error(f"--{name.replace('_', '-')} must be >= 1")
+    config = CharRNNConfig(embed_dim=args.embed_dim, hidden_size=hidden, num_layers=layers, cell=cell,
+                           cond_dim=0 if args.unconditioned else DEFAULT_SPEC.dim, dropout=args.dropout)
+    out = Path(args.out)
+    if args.resume and not (out / f"{args.name}.resume.pt").exists():
+        raise _usage_error(f"--resume: no {out / (args.name + '.resume.pt')} to resume from")
+    return train(config, args)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.train_charrnn`` (and ``torchrun -m models.train_charrnn``)."""
+    parser = argparse.ArgumentParser(prog="train_charrnn", description=__doc__.splitlines()[0])
+    configure_charrnn(parser)
+    return run_charrnn(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The engine on a fake clock with a recording sink: timing, rollback, panic."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from controllers.frame import ControlFrame
+from instrument.clock import FakeClock, SystemClock
+from instrument.controls import Controls
+from instrument.engine import Engine, EngineConfig, EngineError, control_distance
+from instrument.mapping import Mapping
+from instrument.midi_out import ListSink
+from models.events import Event, EventType
+
+
+class ScriptVoice:
+    """A stand-in model: plays round(register) as 0.25 s notes with 0.25 s rests.
+
+    Its state is the number of steps taken; it logs every restore, so tests can check
+    that rollback resumed from the snapshot at the playhead.
+    """
+
+    name, device, seconds_per_shift, temperature = "script", "cpu", 0.01, 1.0
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.steps = 0
+        self.pitch = 60
+        self.restored: list[int] = []
+        self.fail_at = fail_at
+        self._pending: list[Event] = []
+
+    def set_controls(self, controls: Controls) -> None:
+        if controls.register is not None:
+            self.pitch = int(round(controls.register))
+
+    def next_events(self):
+        if self.fail_at is not None and self.steps >= self.fail_at:
+            raise RuntimeError("model exploded")
+        phase = self.steps % 4
+        self.steps += 1
+        pitch = self.pitch
+        event = [Event(EventType.NOTE_ON, pitch), Event(EventType.TIME_SHIFT, 25),
+                 Event(EventType.NOTE_OFF, self._sounding if phase == 2 else pitch), Event(EventType.TIME_SHIFT, 25)][phase]
+        if phase == 0:
+            self._sounding = pitch
+        return (event,)
+
+    def snapshot(self):
+        return (self.steps, getattr(self, "_sounding", None))
+
+    def restore(self, snap) -> None:
+        self.steps, self._sounding = snap
+        self.restored.append(self.steps)
+
+
+class Frames:
+    """A controller whose frames change at given clock times."""
+
+    def __init__(self, clock, script: list[tuple[float, float]]) -> None:  # (time, y)
+        self.clock, self.script = clock, script
+
+    def latest(self) -> ControlFrame:
+        now = self.clock.now()
+        t, y = max((s for s in self.script if s[0] <= now), key=lambda s: s[0])
+        return ControlFrame(t=t, present=True, x=0.5, y=y, size=0.3)
+
+    def stats(self) -> dict:
+        return {}
+
+
+def make(script, config=None, voice=None, clock=None):
+    clock = clock or FakeClock(100.0)
+    sink = ListSink()
+    engine = Engine(voice or ScriptVoice(), Frames(clock, [(t + 100.0, y) for t, y in script]),
+                    Mapping.default(), [sink], clock, config or EngineConfig(threaded=False))
+    return engine, sink, clock
+
+
+def notes(sink):
+    return [(round(t, 9), m.type, m.note) for t, m in sink.notes()]
+
+
+def test_messages_leave_exactly_on_their_deadlines_without_drift():
+    engine, sink, _ = make([(0.0, 0.5)])
+    engine.run(duration=59.9)
+    sent = [(t, m) for t, m in sink.notes() if m.type == "note_on"]
+    assert len(sent) == 120
+    for k, (t, m) in enumerate(sent):
+        assert t == pytest.approx(0.5 * k, abs=1e-9)  # register 66 -> pitch 66, every 0.5 s
+        assert m.note == 66
+    assert engine.stats()["jitter_max_ms"] == 0.0 and engine.underruns == 0
+
+
+def test_every_note_on_is_ended_and_the_stop_panics():
+    engine, sink, _ = make([(0.0, 0.5)])
+    engine.run(duration=1.1)  # stops while a note sounds
+    types = [m.type for _, m in sink.sent]
+    assert types[-2:] == ["control_change", "control_change"]
+    assert [m.control for _, m in sink.sent[-2:]] == [123, 120]
+    ons = [m.note for _, m in sink.notes() if m.type == "note_on"]
+    offs = [m.note for _, m in sink.notes() if m.type == "note_off"]
+    assert sorted(ons) == sorted(offs) and sink.closed
+
+
+def test_rollback_regenerates_from_the_snapshot_and_the_gesture_is_heard_after_one_step():
+    # lookahead 3 s: without rollback, the new register would be heard ~3 s late
+    config = EngineConfig(threaded=False, lookahead_s=3.0)
+    engine, sink, _ = make([(0.0, 0.5), (2.13, 1.0)], config)
+    voice = engine.voice
+    engine.run(duration=5.0)
+    new = [(t, n) for t, kind, n in notes(sink) if kind == "note_on" and n == 84]
+    # Resumed from the state at the playhead (after the note struck at 2.0 s, step 16): the
+    # voice keeps its rhythm (shift to 2.25, note-off, rest to 2.5) and the new pitch comes
+    # on its next beat, 2.5 s, instead of after the 3 s lookahead.
+    assert voice.restored == [17]
+    assert new and new[0][0] == pytest.approx(2.5, abs=1e-6)
+    assert engine.rollbacks == 1
+    # control -> note latency subtracts the music's own 0.5 s: the engine added nothing
+    assert engine.stats()["control_to_note_p50_ms"] == pytest.approx(0.0, abs=1e-3)
+    # the note sounding at 2.13 s (if any) was still ended: no stuck notes
+    ons = sorted(n for _, k, n in notes(sink) if k == "note_on")
+    offs = sorted(n for _, k, n in notes(sink) if k == "note_off")
+    assert ons == offs
+
+
+def test_without_rollback_the_gesture_waits_for_the_lookahead():
+    config = EngineConfig(threaded=False, lookahead_s=3.0, rollback_threshold=float("inf"))
+    engine, sink, _ = make([(0.0, 0.5), (2.13, 1.0)], config)
+    engine.run(duration=8.0)
+    first = min(t for t, k, n in notes(sink) if k == "note_on" and n == 84)
+    assert first >= 2.13 + 2.5 and engine.rollbacks == 0
+
+
+def test_small_control_changes_do_not_roll_back():
+    assert control_distance(Controls(register=60.0), Controls(register=61.0)) < 0.25
+    assert control_distance(Controls(register=60.0), Controls(register=66.0)) > 0.25
+    assert control_distance(Controls(density=2.0), Controls(density=4.0)) == pytest.approx(1.0)
+    assert control_distance(Controls(theme="a"), Controls(theme="b")) == 1.0
+
+
+def test_a_model_exception_stops_with_silence_and_an_error():
+    engine, sink, _ = make([(0.0, 0.5)], voice=ScriptVoice(fail_at=9))
+    with pytest.raises(EngineError, match="model exploded"):
+        engine.run(duration=30.0)
+    ons = [m.note for _, m in sink.notes() if m.type == "note_on"]
+    offs = [m.note for _, m in sink.notes() if m.type == "note_off"]
+    assert ons and sorted(ons) == sorted(offs)
+    assert [m.control for _, m in sink.sent if m.type == "control_change"] == [123, 120]
+    assert sink.closed
+
+
+def test_threaded_engine_on_the_real_clock_keeps_time_and_can_be_stopped():
+    clock = SystemClock()
+    sink = ListSink()
+    engine = Engine(ScriptVoice(), Frames(clock, [(0.0, 0.5)]), Mapping.default(), [sink], clock,
+                    EngineConfig(lookahead_s=0.1))
+    threading.Timer(1.2, engine.request_stop).start()
+    started = time.monotonic()
+    engine.run(duration=10.0)
+    assert time.monotonic() - started < 3.0
+    ons = [t for t, m in sink.notes() if m.type == "note_on"]
+    assert len(ons) == 3  # at 0, 0.5, 1.0
+    assert max(abs(t - 0.5 * k) for k, t in enumerate(ons)) < 0.02
+    assert engine.underruns == 0 and engine.error is None
+    snap = engine.snapshot()
+    assert [n[0] for n in snap.notes] == [66, 66, 66] and all(n[3] is not None for n in snap.notes)

@@ -1,0 +1,96 @@
+"""Mapping: frames to model controls, from the shipped default TOML or a user file."""
+
+from __future__ import annotations
+
+import pytest
+
+from controllers.frame import ControlFrame
+from instrument.mapping import AxisMap, Mapping, MappingError
+
+
+def frame(t, **axes):
+    return ControlFrame(t=t, **axes)
+
+
+def test_default_reproduces_the_original_instrument():
+    m = Mapping.default()
+    low, high = m.map(frame(0, x=0.5, y=0.1)), m.map(frame(0.1, x=0.5, y=0.9))
+    assert high.register > low.register  # hand up = higher pitch
+    left, right = m.map(frame(0.2, x=0.1, y=0.5)), m.map(frame(0.3, x=0.9, y=0.5))
+    assert right.density > left.density  # hand right = denser
+    assert m.map(frame(0.4, x=0.0, y=0.0)).register == 48 and m.map(frame(0.5, x=1.0, y=1.0)).register == 84
+    emg = m.map(frame(0.6, emg=(0.0, 0.25, 0.5, 0.75, 1.0, 0.0, 0.0, 1.0), pose="wave_in"))
+    assert emg.noise_slots == pytest.approx((-2.0, -1.0, 0.0, 1.0, 2.0, -2.0, -2.0, 2.0))  # the N(0,1) prior's range
+    assert emg.theme == "wave_in"
+    assert emg.register is None and emg.density is None  # a Myo alone: the model's defaults
+
+
+def test_glide_to_neutral_uses_frame_timestamps():
+    m = Mapping.default()
+    m.map(frame(10.0, x=1.0, y=1.0))
+    first = m.map(frame(10.5, present=False))
+    assert first.present is False and first.register == 84  # the glide starts at the first lost frame
+    half = m.map(frame(11.5, present=False))
+    assert half.register == pytest.approx(84 + (66 - 84) * 0.5)
+    assert m.map(frame(20.0, present=False)).register == pytest.approx(66)
+    back = m.map(frame(20.1, x=0.0, y=0.0))
+    assert back.present and back.register == 48
+
+
+def test_hold_keeps_the_last_controls(tmp_path):
+    path = tmp_path / "hold.toml"
+    path.write_text('[lost]\nmode = "hold"\n[register]\naxis = "y"\nrange = [40, 80]\n')
+    m = Mapping.from_toml(path)
+    m.map(frame(0, y=1.0))
+    assert m.map(frame(60, present=False)).register == 80
+    assert m.map(frame(61, present=False)).density is None
+    fresh = Mapping.from_toml(path)
+    assert fresh.map(frame(0, present=False)).register is None  # nothing to hold yet
+
+
+def test_curves_dead_zone_and_invert():
+    dz = AxisMap("x", 0.0, 1.0, dead_zone=0.2)
+    assert dz(0.45) == 0.5 and dz(0.55) == 0.5 and dz(0.0) == 0.0 and dz(1.0) == 1.0
+    assert dz(0.8) == pytest.approx(0.5 + 0.2 / 0.8)
+    assert AxisMap("x", 1.0, 16.0, curve="exp")(0.5) == pytest.approx(4.0)
+    assert AxisMap("x", 0.0, 1.0, curve="power:2")(0.5) == pytest.approx(0.25)
+    assert AxisMap("x", 0.0, 1.0, curve="smooth")(0.25) == pytest.approx(0.15625)
+    assert AxisMap("y", 48, 84, invert=True)(1.0) == 48
+
+
+def test_custom_mapping_file(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text('[density]\naxis = "size"\nrange = [2, 8]\ncurve = "exp"\n'
+                    '[theme]\naxis = "pose"\n[theme.poses]\nfist = "storm"\n'
+                    '[noise_slots]\nslots = [4, 5]\nrange = [-1, 1]\n')
+    m = Mapping.from_toml(path)
+    c = m.map(frame(0, size=1.0, pose="fist", emg=(1.0, 0.0) + (0.5,) * 6))
+    assert c.density == pytest.approx(8) and c.theme == "storm" and c.register is None
+    assert c.noise_slots == pytest.approx((0, 0, 0, 0, 1, -1))
+    assert m.map(frame(1, pose="rest")).theme == "rest"  # unlisted poses keep their name
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[register\naxis = 'y'", "is not valid TOML"),
+    ("[register]\naxis = 'z'\nrange = [1, 2]", "axis must be one of"),
+    ("[register]\naxis = 'y'\nrange = [1]", "range must be two numbers"),
+    ("[register]\naxis = 'y'\nrange = [1, 2]\nrnage = 3", "unknown key 'rnage'"),
+    ("[volume]\naxis = 'y'", "unknown section [volume]"),
+    ("[lost]\nmode = 'freeze'", "mode must be 'hold' or 'glide'"),
+    ("[density]\naxis = 'x'\nrange = [0, 10]\ncurve = 'exp'", "positive range"),
+])
+def test_bad_mapping_files_give_one_line_errors_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "broken.toml"
+    path.write_text(text)
+    with pytest.raises(MappingError) as err:
+        Mapping.from_toml(path)
+    assert message in str(err.value) and "broken.toml" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_or_binary_file(tmp_path):
+    with pytest.raises(MappingError, match="cannot read mapping file .*nope.toml"):
+        Mapping.from_toml(tmp_path / "nope.toml")
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(MappingError, match="bin.toml"):
+        Mapping.from_toml(binary)

@@ -1,0 +1,128 @@
+"""MIDI output: the crash-safe recorder, API choice, and real JACK ports with a separate receiver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import mido
+import pytest
+
+from instrument.errors import MidiUnavailable
+from instrument.midi_out import FileSink, MidiSink, choose_api, jack_server_running
+from tests.conftest import JackServer
+
+
+def note(kind: str, pitch: int, velocity: int = 0, channel: int = 0) -> mido.Message:
+    return mido.Message(kind, channel=channel, note=pitch, velocity=velocity)
+
+
+def read_notes(path) -> list[tuple[float, str, int]]:
+    out, t = [], 0.0
+    for message in mido.MidiFile(path):  # iterating a MidiFile yields times in seconds
+        t += message.time
+        if message.type in ("note_on", "note_off"):
+            out.append((round(t, 4), message.type, message.note))
+    return out
+
+
+def test_file_sink_records_real_times_and_is_valid_after_every_flush(tmp_path):
+    path = tmp_path / "take.mid"
+    sink = FileSink(path, tempo_bpm=90.0)
+    sink.send(note("note_on", 60, 100), 0.5)
+    sink.send(note("note_off", 60), 1.2345)
+    sink.maintain(2.0)  # a flush: the file is complete while we keep playing
+    got = read_notes(path)
+    assert [(kind, n) for _, kind, n in got] == [("note_on", 60), ("note_off", 60)]
+    assert got[0][0] == pytest.approx(0.5, abs=4e-4) and got[1][0] == pytest.approx(1.2345, abs=4e-4)  # 1/1440 s ticks
+    sink.send(note("note_on", 64, 90), 3.0)
+    sink.flush()
+    size = path.stat().st_size
+    # a crash now (no close) leaves a valid file with everything flushed
+    assert [n[2] for n in read_notes(path)] == [60, 60, 64]
+    sink.close(4.0)  # ends the sounding note at the close time
+    assert read_notes(path)[-1] == (4.0, "note_off", 64) and path.stat().st_size > size
+
+
+def test_file_sink_times_stay_within_a_millisecond_over_an_hour(tmp_path):
+    path = tmp_path / "long.mid"
+    sink = FileSink(path)
+    times = [k * 0.37 + 0.0013 for k in range(10000)]  # ~1 h of events
+    for k, t in enumerate(times):
+        sink.send(note("note_on" if k % 2 == 0 else "note_off", 60, 80 if k % 2 == 0 else 0), t)
+    sink.close()
+    got = [t for t, _, _ in read_notes(path)]
+    assert max(abs(a - b) for a, b in zip(got, times)) < 0.001
+
+
+def test_no_midi_system_is_one_clear_message(monkeypatch):
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "no-such-server-here")
+    with pytest.raises(MidiUnavailable, match=r"jackd -S -d dummy"):
+        choose_api("jack")
+    reports = []
+    sink = MidiSink(api="jack", on_status=lambda kind, message: reports.append((kind, message)))
+    sink.send(note("note_on", 60, 90), 0.0)  # dropped, not raised
+    sink.close()
+    assert [kind for kind, _ in reports] == ["midi_unavailable"]
+    assert "no JACK server is running" in reports[0][1] and "recording" in reports[0][1]
+
+
+@pytest.mark.jack
+def test_virtual_port_reaches_a_separate_client_and_close_silences(jack_server, jack_receiver):
+    sink = MidiSink(api="jack")
+    assert sink.connected and sink.api == "jack"
+    receiver = jack_receiver(source="Deep Symphony")
+    receiver.wait_ready()
+    time.sleep(0.1)
+    sink.send(note("note_on", 60, 100, channel=2), 0.0)
+    sink.send(note("note_on", 67, 100, channel=2), 0.0)
+    sink.send(note("note_off", 60, 0, channel=2), 0.0)
+    time.sleep(0.1)
+    sink.close()  # 67 is still sounding: it must be ended, then CC123 + CC120 on channel 3
+    time.sleep(0.2)
+    got = [tuple(rec["bytes"]) for rec in receiver.stop()]
+    assert got == [(0x92, 60, 100), (0x92, 67, 100), (0x82, 60, 0), (0x82, 67, 0), (0xB2, 123, 0), (0xB2, 120, 0)]
+
+
+@pytest.mark.jack
+def test_connect_to_an_existing_port(jack_server, jack_receiver):
+    receiver = jack_receiver(name="ds-listener")
+    receiver.wait_ready()
+    sink = MidiSink(port="Deep Symphony connect", connect="ds-listener", api="jack")
+    time.sleep(0.1)
+    sink.send(note("note_on", 72, 64), 0.0)
+    time.sleep(0.1)
+    sink.close()
+    time.sleep(0.2)
+    assert [tuple(r["bytes"]) for r in receiver.stop()][:2] == [(0x90, 72, 64), (0x80, 72, 0)]
+
+
+@pytest.mark.jack
+def test_server_death_is_survived_and_the_port_comes_back(tmp_path, monkeypatch, jack_server):
+    server = JackServer(f"dsdie{os.getpid()}", tmp_path / "jackd.log")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+    server.start()
+    reports = []
+    sink = MidiSink(api="jack", on_status=lambda kind, message: reports.append(kind))
+    try:
+        assert sink.connected
+        server.stop(signal.SIGKILL)
+        assert not jack_server_running(server.name)
+        deadline = time.monotonic() + 3
+        while sink.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = time.monotonic()
+        for _ in range(5000):  # more than rtmidi's JACK buffer holds: must not hang
+            sink.send(note("note_on", 60, 90), 0.0)
+            sink.send(note("note_off", 60), 0.0)
+        assert time.monotonic() - started < 1.0
+        assert reports == ["midi_lost"]
+        server.start()
+        deadline = time.monotonic() + 5
+        while not sink.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert sink.connected and reports == ["midi_lost", "midi_restored"]
+    finally:
+        sink.close()
+        server.stop()

@@ -1,0 +1,88 @@
+"""The performer: events on absolute deadlines, note hygiene, max note length, panic."""
+
+import pytest
+
+from instrument.performer import HeldNotes, Performer, panic_messages
+from models.events import Event, EventType
+
+ON, OFF, SHIFT, VEL = EventType.NOTE_ON, EventType.NOTE_OFF, EventType.TIME_SHIFT, EventType.VELOCITY
+
+
+def play(performer, events):
+    out = []
+    for kind, value in events:
+        out += performer.perform(Event(kind, value))
+    return [(round(m.deadline, 9), m.message.type, m.message.note, m.message.velocity) for m in out]
+
+
+def test_events_become_messages_at_the_cursor():
+    p = Performer(channel=2)
+    got = play(p, [(VEL, 20), (ON, 60), (SHIFT, 50), (OFF, 60), (SHIFT, 25), (ON, 62)])
+    assert got == [(0.0, "note_on", 60, 79), (0.5, "note_off", 60, 0), (0.75, "note_on", 62, 79)]
+    assert p.cursor == pytest.approx(0.75)
+
+
+def test_tempo_scales_time_shifts():
+    p = Performer(tempo=240.0)
+    play(p, [(SHIFT, 100)])
+    assert p.cursor == pytest.approx(0.5)
+
+
+def test_orphan_note_off_is_dropped_and_restrike_ends_the_note_first():
+    p = Performer()
+    assert play(p, [(OFF, 40)]) == []
+    got = play(p, [(ON, 60), (SHIFT, 10), (ON, 60)])
+    assert [g[1] for g in got] == ["note_on", "note_off", "note_on"]
+
+
+def test_notes_never_exceed_max_length():
+    p = Performer(max_note_s=1.0)
+    got = play(p, [(ON, 60), (SHIFT, 100), (SHIFT, 100), (OFF, 60)])
+    assert got == [(0.0, "note_on", 60, 80), (1.0, "note_off", 60, 0)]
+
+
+def test_no_drift_over_a_long_performance():
+    p = Performer()
+    got = play(p, [(ON, 60), (SHIFT, 7), (OFF, 60), (SHIFT, 3)] * 6000)  # 600 s of 10 ms steps
+    assert got[-1][0] == pytest.approx(599.97, abs=1e-6)
+
+
+def test_restore_keeps_the_elapsed_rest_but_places_nothing_before_the_playhead():
+    p = Performer()
+    play(p, [(ON, 60), (SHIFT, 50)])
+    snap = p.snapshot()
+    play(p, [(OFF, 60), (SHIFT, 50)])
+    p.restore(snap, not_before=0.8)
+    p.begin_epoch(1, 0.8)
+    assert p.cursor == 0.5 and p.open_notes == {60: 0.0} and p.horizon == 0.8
+    late, = p.perform(Event(OFF, 60))  # would be at 0.5: placed at the playhead
+    assert late.deadline == 0.8 and late.epoch == 1 and late.music_wait == 0.0
+    p.perform(Event(SHIFT, 50))
+    on, = p.perform(Event(ON, 62))  # 0.5 + 0.5: the rhythm is kept, 0.2 s after the gesture
+    assert on.deadline == pytest.approx(1.0) and on.music_wait == pytest.approx(0.2)
+
+
+def test_panic_sends_note_offs_then_all_notes_off_and_all_sound_off_per_channel():
+    held = HeldNotes()
+    import mido
+
+    for ch, note in [(0, 60), (0, 64), (3, 50)]:
+        held.update(mido.Message("note_on", channel=ch, note=note, velocity=90))
+    held.update(mido.Message("note_off", channel=0, note=64))
+    out = held.panic()
+    assert [(m.type, m.channel, getattr(m, "note", None), getattr(m, "control", None)) for m in out] == [
+        ("note_off", 0, 60, None), ("note_off", 3, 50, None),
+        ("control_change", 0, None, 123), ("control_change", 0, None, 120),
+        ("control_change", 3, None, 123), ("control_change", 3, None, 120),
+    ]
+    assert held.sounding == set()
+    assert [m.type for m in panic_messages([], [])] == []
+
+
+def test_a_chunk_voice_keeps_its_grid_after_a_rollback():
+    p = Performer()
+    p.skip_late_onsets = True
+    snap = p.snapshot()  # a bar starting at 0
+    p.restore(snap, not_before=0.3)
+    got = play(p, [(ON, 60), (SHIFT, 25), (ON, 62), (SHIFT, 25), (ON, 64)])
+    assert got == [(0.5, "note_on", 64, 80)]  # onsets at 0 and 0.25 are past: skipped, not squashed

@@ -1,0 +1,105 @@
+"""`instrument play` end to end: a real JACK server, the play process, a separate receiving client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mido
+import pytest
+
+pytestmark = [pytest.mark.jack, pytest.mark.slow]
+
+
+def play_cmd(model: Path, record: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "instrument", "play", "--controller", "demo", "--midi-api", "jack",
+            "--model", str(model), "--seed", "3", "--record", str(record), "--temperature", "1.0", *extra]
+
+
+def recorded(mid: Path, log: Path) -> tuple[list[tuple[float, tuple]], float]:
+    """Messages of the recording as (absolute monotonic time, bytes), and the session's t0."""
+    t0 = next(json.loads(line)["t0_monotonic"] for line in log.read_text().splitlines() if '"start"' in line)
+    out, t = [], 0.0
+    for message in mido.MidiFile(mid):
+        t += message.time
+        if not message.is_meta:
+            out.append((t0 + t, tuple(message.bytes())))
+    return out, t0
+
+
+def balanced(messages: list[tuple]) -> dict[tuple[int, int], int]:
+    """(channel, pitch) -> note-ons minus note-offs, for notes that end up sounding."""
+    count: dict[tuple[int, int], int] = {}
+    for b in messages:
+        if b[0] & 0xF0 in (0x80, 0x90):
+            key = (b[0] & 0x0F, b[1])
+            on = b[0] & 0xF0 == 0x90 and b[2] > 0
+            count[key] = 1 if on else 0  # a note-off silences the key whatever came before
+    return {k: v for k, v in count.items() if v}
+
+
+def test_demo_play_reaches_a_second_client_exactly_as_recorded(jack_server, jack_receiver, tiny_charrnn, tmp_path):
+    mid = tmp_path / "take.mid"
+    proc = subprocess.Popen(play_cmd(tiny_charrnn, mid, "--duration", "5"), stderr=subprocess.PIPE, text=True)
+    receiver = jack_receiver(source="Deep Symphony")
+    ready = receiver.wait_ready()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    time.sleep(0.2)
+    received = receiver.stop()
+    sent, _ = recorded(mid, tmp_path / "take.log.jsonl")
+    notes_sent = [(t, b) for t, b in sent if b[0] & 0xF0 in (0x80, 0x90) and t > ready["t"] + 0.05]
+    assert len(notes_sent) >= 4, "the demo should play a few notes in 5 s"
+    got = [(r["t"], tuple(r["bytes"])) for r in received]
+    for t, b in notes_sent:  # every recorded note message arrived, within 5 ms of its recorded time
+        assert any(rb == b and abs(rt - t) <= 0.005 for rt, rb in got), (t, b)
+    assert balanced([b for _, b in got]) == {}  # every note_on got its note_off
+    assert [b[:2] for _, b in got[-2:]] == [(0xB0, 123), (0xB0, 120)]
+
+
+def test_sigint_stops_cleanly_with_nothing_left_sounding(jack_server, jack_receiver, tiny_charrnn, tmp_path):
+    receiver = jack_receiver(name="ds-sink")
+    receiver.wait_ready()
+    mid = tmp_path / "interrupted.mid"
+    proc = subprocess.Popen(play_cmd(tiny_charrnn, mid, "--connect", "ds-sink", "--lookahead", "0.5"),
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not any(  # wait until notes are flowing
+            r["bytes"][0] & 0xF0 == 0x90 for r in _read(receiver.out)):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGINT" in err and "Traceback" not in err
+    time.sleep(0.2)
+    got = [tuple(r["bytes"]) for r in receiver.stop()]
+    assert any(b[0] == 0x90 for b in got)
+    assert balanced(got) == {}
+    assert got[-2:] == [(0xB0, 123, 0), (0xB0, 120, 0)]
+    sent, _ = recorded(mid, tmp_path / "interrupted.log.jsonl")  # the recording is complete and silent too
+    assert balanced([b for _, b in sent]) == {} and [b for _, b in sent if b[0] & 0xF0 in (0x80, 0x90)] == \
+        [b for b in got if b[0] & 0xF0 in (0x80, 0x90)]
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}") and "bytes" in line]
+
+
+def test_no_midi_system_is_one_line_and_recording_goes_on(tiny_charrnn, tmp_path):
+    mid = tmp_path / "nomidi.mid"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "no-server-here", "JACK_NO_START_SERVER": "1"}
+    proc = subprocess.run(play_cmd(tiny_charrnn, mid, "--duration", "2"), env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    problem = [line for line in proc.stderr.splitlines() if "no JACK server" in line]
+    assert len(problem) == 1 and "jackd -S -d dummy" in problem[0]
+    assert mido.MidiFile(mid).length > 0

@@ -1,0 +1,78 @@
+"""Voices: the Char-RNN streaming voice and the DCRNN chunk voice behind the engine's protocol."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from instrument.controls import Controls
+from instrument.voices import ChunkVoice, StreamingVoice, roll_events
+from models.charrnn import CharRNN, CharRNNConfig
+from models.events import Event, EventType
+
+
+def tiny_model(seed: int = 0) -> CharRNN:
+    torch.manual_seed(seed)
+    return CharRNN(CharRNNConfig(embed_dim=8, hidden_size=32, num_layers=1, dropout=0.0))
+
+
+def take(voice, n: int) -> list[Event]:
+    return [e for _ in range(n) for e in voice.next_events()]
+
+
+def test_same_seed_same_events_and_restore_replays_the_state():
+    a = StreamingVoice(tiny_model(), seed=5)
+    b = StreamingVoice(tiny_model(), seed=5)
+    assert take(a, 50) == take(b, 50)
+    snap = a.snapshot()
+    a_rng = a._rng.get_state()
+    first = take(a, 30)
+    a.restore(snap)
+    a._rng.set_state(a_rng)  # same state + same random draws -> the same continuation
+    assert take(a, 30) == first
+
+
+def test_scale_lock_keeps_every_note_in_the_key():
+    voice = StreamingVoice(tiny_model(), seed=1, key="D:major", scale_lock=True)
+    ons = [e.value for e in take(voice, 600) if e.type == EventType.NOTE_ON]
+    assert ons and {p % 12 for p in ons} <= {2, 4, 6, 7, 9, 11, 1}
+
+
+def test_controls_steer_the_condition_vector():
+    voice = StreamingVoice(tiny_model(), seed=1, key="A:minor")
+    voice.set_controls(Controls(register=72.0, density=8.0))
+    cond = voice._cond[0].numpy()
+    assert cond[0] == np.float32((72.0 - 60.0) / 12.0)  # register_norm
+    assert int(np.argmax(cond[2:])) == 9  # A is the strongest pitch class of A minor
+
+
+def test_roll_events_turns_a_bar_into_note_events_across_the_bar_line():
+    roll = np.zeros((4, 128), dtype=np.uint8)
+    roll[0, 60] = 2  # onset
+    roll[1, 60] = 1  # held
+    roll[3, 64] = 2
+    prev = np.zeros(128, dtype=np.uint8)
+    prev[55] = 1  # a note sounding from the previous bar ends at step 0
+    vel = Event(EventType.VELOCITY, 20)
+    got = roll_events(roll, prev, vel)
+    E = lambda t, v: Event(t, v)  # noqa: E731
+    assert got == [vel, E(EventType.NOTE_OFF, 55), E(EventType.NOTE_ON, 60), E(EventType.TIME_SHIFT, 2),
+                   E(EventType.NOTE_OFF, 60), E(EventType.TIME_SHIFT, 1), E(EventType.NOTE_ON, 64),
+                   E(EventType.TIME_SHIFT, 1)]
+
+
+def test_chunk_voice_plays_one_bar_per_call_and_rolls_back():
+    from models.dcrnn import DCRNNConfig, Generator
+
+    torch.manual_seed(0)
+    voice = ChunkVoice(Generator(DCRNNConfig()), seed=3)
+    snap = voice.snapshot()
+    rng = voice._rng.get_state()
+    bar = voice.next_events()
+    assert sum(e.value for e in bar if e.type == EventType.TIME_SHIFT) == 16  # sixteenths
+    voice.set_controls(Controls(noise_slots=(1.0,) * 8, theme="wave_in"))
+    voice.restore(snap)
+    voice._rng.set_state(rng)
+    voice.set_controls(Controls(theme="rest"))
+    voice._z = voice.codes["A"].unsqueeze(0)
+    assert voice.next_events() == bar
