@@ -11,6 +11,7 @@ import argparse
 import json
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +31,17 @@ def _percentiles(samples_s: list[float]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def time_charrnn_steps(model, steps: int, device: str = "cpu") -> dict[str, float]:
-    """p50/p99 of one batch-1 step (the time the engine waits per event)."""
-    token = torch.zeros(1, dtype=torch.long, device=device)
-    cond = torch.zeros(1, model.config.cond_dim, device=device) if model.config.cond_dim else None
-    state = model.init_state(1, device=device)
+def time_cuda_steps(model, steps: int) -> dict[str, float]:
+    """p50/p99 of one batch-1 CUDA step, synchronized (what the engine waits per event)."""
+    token = torch.zeros(1, dtype=torch.long, device="cuda")
+    cond = torch.zeros(1, model.config.cond_dim, device="cuda") if model.config.cond_dim else None
+    state = model.init_state(1, device="cuda")
     timings = []
     for i in range(steps + 200):
         started = time.perf_counter()
         logits, state = model.step(token, cond, state)
         token = logits.argmax(-1)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        torch.cuda.synchronize()
         if i >= 200:  # warm-up: allocator, caches, lazy init
             timings.append(time.perf_counter() - started)
     return _percentiles(timings)
@@ -49,26 +49,25 @@ def time_charrnn_steps(model, steps: int, device: str = "cpu") -> dict[str, floa
 
 def bench_charrnn(path: Path, steps: int) -> dict:
     """Step times of a Char-RNN checkpoint on CPU (fp32, int8) and CUDA when present."""
-    from models.charrnn import quantize_for_cpu
+    from models.charrnn import quantize_for_cpu, time_steps
     from models.checkpoint import load_charrnn
 
-    torch.set_num_threads(1)
-    torch.backends.mkldnn.enabled = False
     model, config, meta = load_charrnn(path)
     model.eval()
     report = {"model": str(path), "arch": f"{config.cell}:{config.num_layers}x{config.hidden_size}",
               "parameters": sum(p.numel() for p in model.parameters()),
               "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "threads": 1}
-    report["cpu_fp32"] = time_charrnn_steps(model, steps)
-    report["cpu_int8"] = time_charrnn_steps(quantize_for_cpu(model), steps)
+    report["cpu_fp32"] = time_steps(model, steps, threads=1)
+    report["cpu_int8"] = time_steps(quantize_for_cpu(model), steps, threads=1)
     if torch.cuda.is_available():
-        report["cuda_eager"] = time_charrnn_steps(model.to("cuda"), steps, device="cuda")
+        report["cuda_eager"] = time_cuda_steps(model.to("cuda"), steps)
         report["cuda_device"] = torch.cuda.get_device_name()
     return report
 
 
 def run_model(args: argparse.Namespace) -> int:
     """Print the timings."""
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")  # oneDNN/quantization notices
     from instrument.errors import UsageError
     from models.checkpoint import read_meta, shipped_checkpoint
 

@@ -70,7 +70,9 @@ class FakeClock:
         """Jump to `until` at once unless `event` is already set (single-threaded use)."""
         if event.is_set():
             return True
-        self.set(until)
+        # Always move: (t0 + x) - t0 can round below x, and a deadline that never comes due
+        # with a clock that never moves would spin forever.
+        self.set(max(until, self._now + 1e-6))
         return False
 
 

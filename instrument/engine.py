@@ -143,6 +143,7 @@ class Engine:
         self._sounding: dict[tuple[int, int], list] = {}
         self._frames_to_record: list[ControlFrame] = []
         self._recorded_t = -math.inf
+        self._recorded_present: bool | None = None
         self._last_maintain = 0.0
         self._controller_connected: int | None = None
         self._stats_cache: tuple[float, dict] = (-1.0, {})
@@ -152,6 +153,7 @@ class Engine:
     def start(self) -> None:
         """Fix the session start, take the first frame, start the generator thread."""
         self.t0 = self.clock.now()
+        self._stats_cache = (-1.0, {})  # a snapshot taken before start measured from another origin
         self._checkpoints.append((0.0, self.voice.snapshot(), self.performer.snapshot()))
         self._gen_controls = self.mapping.map(self.controller.latest())  # the first controls: no rollback
         self._poll(0.0)
@@ -236,8 +238,8 @@ class Engine:
         self._frame = frame
         controls = self.mapping.map(frame)
         self._controls = controls
-        if frame.t - self._recorded_t >= self.config.record_frame_s:
-            self._recorded_t = frame.t
+        if frame.t - self._recorded_t >= self.config.record_frame_s or frame.present != self._recorded_present:
+            self._recorded_t, self._recorded_present = frame.t, frame.present  # a hand lost/found is never thinned out
             self._frames_to_record.append(frame)
         if control_distance(controls, self._gen_controls) > self.config.rollback_threshold:
             self._gen_controls = controls

@@ -70,9 +70,12 @@ def roll_area(state: MonitorState) -> RollArea:
     return RollArea(x, y, w, h, t0, state.t + ROLL_AHEAD_S, lo, hi)
 
 
+_BLANK = np.full((HEIGHT, WIDTH, 3), BACKGROUND, np.uint8)  # copied per frame: np.full with a colour is slow
+
+
 def draw(state: MonitorState) -> np.ndarray:
-    """The monitor image for one state: (600, 960, 3) uint8 BGR."""
-    img = np.full((HEIGHT, WIDTH, 3), BACKGROUND, np.uint8)
+    """The monitor image for one state: (600, 960, 3) uint8 BGR (about 5 ms)."""
+    img = _BLANK.copy()
     _draw_camera(img, state)
     _draw_bars(img, state.bars)
     _draw_status(img, state)

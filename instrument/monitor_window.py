@@ -117,7 +117,7 @@ def camera_view(controller, spec: str) -> tuple[object, str]:
         return None, "XY pad: move = hand, wheel = size, right click = away"
     if "JeVois" in kind:
         return None, "JeVois: video stays on the camera (serial stream)"
-    return None, f"{spec}: no camera image"
+    return None, f"{spec}: no camera image (the circle is the hand it reports)"
 
 
 def controller_line(spec: str, stats: dict) -> tuple[str, list[str]]:
@@ -151,7 +151,7 @@ def state_from_snapshot(snap, *, mapping: Mapping, controller, spec: str, seed: 
         alerts.append(midi if len(midi) < 48 else midi[:45] + "...")
     status = (
         f"model {snap.model} on {snap.device}" + (f", seed {seed}" if seed is not None else ""),
-        f"MIDI {midi}",
+        midi if midi.upper().startswith("MIDI") else f"MIDI {midi}",
         f"tempo {snap.tempo:.1f} bpm, clock {clock}",
         f"control->note p99 {_ms(stats.get('control_to_note_p99_ms'))}, jitter p99 {_ms(stats.get('jitter_p99_ms'))}",
         f"sent {stats.get('sent', 0)} msgs, late {stats.get('late', 0)}, underruns {stats.get('underruns', 0)}, "
@@ -171,7 +171,10 @@ def open_play_monitor(session, echo: Callable[[str], None] | None = None) -> Mon
     mapping = session.engine.mapping
 
     def source() -> MonitorState:
-        return state_from_snapshot(session.engine.snapshot(), mapping=mapping, controller=session.controller,
+        engine = session.engine
+        if not engine.t0:  # not started: no session time yet (and an early snapshot() would be meaningless)
+            return MonitorState(t=0.0, status=(f"starting {config.controller} -> {config.model} ...",))
+        return state_from_snapshot(engine.snapshot(), mapping=mapping, controller=session.controller,
                                    spec=config.controller, seed=session.seed, clock_mode=config.clock)
 
     return _open(MonitorWindow(source, session.controller), "instrument play", echo)

@@ -40,6 +40,7 @@ class RollImage:
     area: RollArea  # the notes' pitch/time geometry
     notes: int
     duration: float
+    strips: tuple[RollArea, ...] = ()  # the control-curve strips (values 0..1 bottom to top), hand then EMG
 
 
 def read_tempo(midi: mido.MidiFile) -> float:
@@ -84,10 +85,12 @@ def draw_session_roll(notes, frames: list[ControlFrame] | None, *, tempo: float 
     draw_notes(img, area, ((n.pitch, n.velocity, n.start, n.end) for n in notes))
 
     y = TITLE_H + roll_h + 28
+    strip_areas = []
     for strip in strips:
-        _draw_strip(img, RollArea(LEFT, y + 16, area.w, CURVE_H, 0.0, duration, 0, 1), frames, strip)
+        strip_areas.append(RollArea(LEFT, y + 16, area.w, CURVE_H, 0.0, duration, 0, 1))
+        _draw_strip(img, strip_areas[-1], frames, strip)
         y += CURVE_H + 22
-    return RollImage(img, area, len(notes), end)
+    return RollImage(img, area, len(notes), end, tuple(strip_areas))
 
 
 def _draw_beats(img: np.ndarray, area: RollArea, tempo: float) -> None:
@@ -144,12 +147,12 @@ def _polyline(img: np.ndarray, area: RollArea, points: list[tuple[float, float]]
     last_t = None
     for t, v in points:
         if last_t is not None and t - last_t > 0.25 and len(run) > 1:
-            cv2.polylines(img, [np.array(run, np.int32)], False, color, 1, cv2.LINE_AA)
+            cv2.polylines(img, [np.array(run, np.int32)], False, color, 2, cv2.LINE_AA)
             run = []
         run.append((area.x_of(t), int(round(area.y + (1.0 - v) * (area.h - 1)))))
         last_t = t
     if len(run) > 1:
-        cv2.polylines(img, [np.array(run, np.int32)], False, color, 1, cv2.LINE_AA)
+        cv2.polylines(img, [np.array(run, np.int32)], False, color, 2, cv2.LINE_AA)
 
 
 def render_png(mid_path: str | Path, out_path: str | Path, controls_path: str | Path | None = None) -> RollImage:

@@ -15,6 +15,7 @@ launch plus the copy of 388 logits back for sampling.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -26,6 +27,28 @@ from models.conditioning import DEFAULT_SPEC, ConditionSpec, condition_vector, k
 from models.events import CODEC, STEPS_PER_SECOND, Event, EventType, velocity_to_bin
 
 _EVENTS = tuple(CODEC.decode(i) for i in range(CODEC.size))  # index -> Event, decoded once
+
+
+# Test-only fault hook, read once here: DEEP_SYMPHONY_FAULT=model-step-after:N makes the model step
+# after the first N raise, so tests can check that a failing model still ends in silence.
+_FAULT_PREFIX = "model-step-after:"
+_fault_spec = os.environ.get("DEEP_SYMPHONY_FAULT", "")
+_FAULT_AFTER = int(_fault_spec[len(_FAULT_PREFIX):]) if _fault_spec.startswith(_FAULT_PREFIX) \
+    and _fault_spec[len(_FAULT_PREFIX):].isdigit() else None
+_steps_taken = 0
+
+
+class InjectedFault(RuntimeError):
+    """The failure DEEP_SYMPHONY_FAULT asked for."""
+
+
+def _fault_check() -> None:
+    """Count a model step; raise InjectedFault past the DEEP_SYMPHONY_FAULT limit (no-op when unset)."""
+    global _steps_taken
+    if _FAULT_AFTER is not None:
+        _steps_taken += 1
+        if _steps_taken > _FAULT_AFTER:
+            raise InjectedFault(f"injected fault after {_FAULT_AFTER} model steps (DEEP_SYMPHONY_FAULT)")
 
 
 class Voice(Protocol):
@@ -161,6 +184,7 @@ class StreamingVoice:
     @torch.inference_mode()
     def next_events(self) -> tuple[Event]:
         """One model step and one sampled event."""
+        _fault_check()
         self._token.fill_(self._last)
         logits, self._state = self._step(self._token, self._cond, self._state)  # (1, 388)
         if logits.device.type != "cpu":
@@ -227,6 +251,7 @@ class ChunkVoice:
         """One bar: roll logits -> sampled roll (16, 128) -> note events, 1 TIME_SHIFT per sixteenth."""
         from models.dcrnn import binarize
 
+        _fault_check()
         logits, self._state = self.gen.generate_chunk(self._z, self._cond, self._state)  # (1, 16, 128, 2)
         logits = logits.float().cpu() / max(self.temperature, 1e-3)
         roll = binarize(logits, generator=self._rng, prev=self._prev)[0]  # (16, 128) uint8

@@ -41,7 +41,7 @@ def bench_dcrnn(gen: Generator, bars: int = 500, threads: int = 1, bpm: float = 
         for i, z in enumerate(zs):
             t0 = time.perf_counter()
             logits, state = gen.generate_chunk(z.view(1, -1), cond, state)
-            bar = binarize(logits, prev=prev)
+            bar = binarize(logits, gen.threshold, prev=prev)
             t1 = time.perf_counter()
             roll_to_notes(bar[0].numpy(), step_s)
             t2 = time.perf_counter()

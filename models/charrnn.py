@@ -127,15 +127,38 @@ class CharRNN(nn.Module):
         logits = self.head(self.drop(y[:, 0]))  # (B, V)
         return logits, (tuple(new) if self.config.cell == "lstm" else (new,))
 
-
     def forward_with_state(self, tokens: torch.Tensor, cond: torch.Tensor | None, state: State) -> tuple[torch.Tensor, State]:
         """tokens (B, T), cond (B, T, C), starting from `state` -> logits (B, T, V) and the state after T steps."""
         x = self._inputs(tokens, cond)  # (B, T, E + C)
         y, new = self.rnn(x, state if self.config.cell == "lstm" else state[0])  # (B, T, H)
         return self.head(self.drop(y)), (tuple(new) if self.config.cell == "lstm" else (new,))
 
+
 def quantize_for_cpu(model: CharRNN) -> CharRNN:
     """int8 dynamic quantization of the recurrent layers and head, for fast batch-1 CPU steps."""
     from torch.ao.quantization import quantize_dynamic
 
     return quantize_dynamic(model.eval(), {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
+
+
+def time_steps(model: CharRNN, steps: int = 2000, warmup: int = 200, threads: int = 1) -> dict[str, float]:
+    """Batch-1 ``step`` latency in ms (p50/p99/max) on CPU, ``threads`` threads, mkldnn off as in live play."""
+    import time
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    times = []
+    try:
+        with torch.inference_mode(), torch.backends.mkldnn.flags(enabled=False):
+            state = model.init_state(1, "cpu")
+            token = torch.zeros(1, dtype=torch.long)
+            cond = torch.zeros(1, model.config.cond_dim) if model.config.cond_dim else None
+            for i in range(warmup + steps):
+                start = time.perf_counter()
+                logits, state = model.step(token, cond, state)
+                times.append(time.perf_counter() - start)
+                token = logits.argmax(-1)
+    finally:
+        torch.set_num_threads(previous)
+    ms = torch.tensor(times[warmup:], dtype=torch.float64) * 1e3
+    return {"p50_ms": float(ms.quantile(0.5)), "p99_ms": float(ms.quantile(0.99)), "max_ms": float(ms.max()), "steps": steps}

@@ -18,6 +18,10 @@ that recovers the EMG slots from the roll. Training maximizes that mutual inform
 slots steer the music by design, not by luck (Chen et al. 2016). Loss: WGAN-GP (Gulrajani et al.
 2017), lambda 10, Adam(0.5, 0.9).
 
+The critic is shown the binarized roll the instrument will play (``roll_hard``: straight-through
+gradients, as in BinaryMuseGAN), and a training-only ``Encoder`` adds a VAE-GAN reconstruction term
+(Larsen et al. 2016) that teaches note shapes quickly and keeps the generator from ignoring z.
+
 Fixed defects of the original: fresh noise every step (see ``train_dcrnn.py``); the RNN state is
 carried between chunks, so consecutive bars connect; the hierarchical repeats are on.
 """
@@ -171,6 +175,7 @@ class Generator(nn.Module):
         b_in = len(c.repeats) * c.level_dim + c.n_emg_slots + c.steps_per_bar
         self.rnn_b = nn.GRU(b_in, c.rnn_b_hidden, batch_first=True)
         self.head = StripDeconv(c.rnn_b_hidden, c.octave_channels, 2)
+        self.threshold = 0.5  # binarization threshold to play with; calibrated and saved by training
         self.register_buffer("beat_pos", torch.eye(self.n_coarse), persistent=False)
         self.register_buffer("step_pos", torch.eye(c.steps_per_bar), persistent=False)
 
@@ -387,6 +392,44 @@ class Critic(nn.Module):
         return self.q(per_bar).view(b, bars, self.config.n_emg_slots)
 
 
+class Encoder(nn.Module):
+    """Training-only posterior q(z | bar): (B, 2, bars*16, 128) -> mu, logvar (B, bars, Z).
+
+    Its reconstruction loss (VAE-GAN, Larsen et al. 2016) teaches the generator what real bars look
+    like from the first step, which a bar-level GAN alone learns slowly on two CPU cores; the
+    adversarial loss on prior samples keeps the prior's bars sharp.
+    """
+
+    def __init__(self, config: DCRNNConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        ch, act = c.critic_channels, nn.LeakyReLU(0.2)
+        self.net = nn.Sequential(
+            nn.Conv2d(2, ch, (1, 12), stride=(1, 6)), act,  # (16, 20)
+            nn.Conv2d(ch, 2 * ch, (4, 1), stride=(4, 1)), act,  # (4, 20)
+            nn.Flatten(),
+            nn.Linear(2 * ch * (c.steps_per_bar // 4) * 20, 128), act,
+            nn.Linear(128, 2 * c.z_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, ch, t, p = x.shape
+        bars = t // self.config.steps_per_bar
+        per_bar = x.view(b, ch, bars, self.config.steps_per_bar, p).transpose(1, 2).reshape(b * bars, ch, -1, p)
+        mu, logvar = self.net(per_bar).view(b, bars, 2, self.config.z_dim).unbind(2)
+        return mu, logvar.clamp(-8.0, 4.0)
+
+
+def reconstruction_loss(logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Bernoulli NLL per step (nats, summed over keys): sounding everywhere, onset where sounding.
+
+    logits (B, T, 128, 2); real (B, 2, T, 128) as from ``roll_channels``."""
+    sound_t, onset_t = real[:, 0], real[:, 1]  # (B, T, 128)
+    nll = F.binary_cross_entropy_with_logits(logits[..., SOUNDING], sound_t, reduction="none")
+    nll = nll + sound_t * F.binary_cross_entropy_with_logits(logits[..., ONSET_CH], onset_t, reduction="none")
+    return nll.sum(dim=2).mean()
+
+
 def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
     """WGAN-GP: E[(||grad critic(x_hat)|| - 1)^2] on random interpolates of real and fake."""
     eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
@@ -404,7 +447,8 @@ SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "dcrnn.pt"
 def save_generator(path: Path, gen: Generator, meta: dict | None = None) -> None:
     """Write the generator's weights to ``path`` and its config (plus ``meta``) as JSON beside it."""
     path = Path(path)
-    record = {"model": "dcrnn", "class": "Generator", "config": gen.config.to_dict(), "meta": meta or {}}
+    meta = {**(meta or {}), "threshold": gen.threshold}
+    record = {"model": "dcrnn", "class": "Generator", "config": gen.config.to_dict(), "meta": meta}
     tmp = path.with_suffix(".pt.tmp")
     torch.save(gen.state_dict(), tmp)
     tmp.replace(path)
@@ -429,7 +473,23 @@ def load_generator(path: Path | str | None = None) -> Generator:
         gen.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: config in {json_path.name} does not match the weights") from err
+    gen.threshold = float(record.get("meta", {}).get("threshold", 0.5))
     return gen.eval()
+
+
+@torch.no_grad()
+def calibrate_threshold(gen: Generator, real_bars: torch.Tensor, cond: torch.Tensor | None, seed: int = 0) -> float:
+    """The threshold at which generated bars have the real bars' share of keys down.
+
+    real_bars (N, 16, 128) uint8; cond (N, 12) or None, one generated bar per real bar.
+    """
+    target = (real_bars != OFF).float().mean().item()
+    z = sample_z(real_bars.shape[0], gen.config, torch.Generator().manual_seed(seed))
+    logits, _ = gen.generate_chunk(z, cond, gen.init_state(real_bars.shape[0]))
+    p = torch.sigmoid(logits[..., SOUNDING])
+    grid = torch.linspace(0.05, 0.95, 91)
+    density = torch.stack([(p > t).float().mean() for t in grid])
+    return float(grid[(density - target).abs().argmin()])
 
 
 def theme_codes(config: DCRNNConfig, names: str = "ABCD", seed: int = 2017) -> dict[str, torch.Tensor]:

@@ -33,7 +33,7 @@ def configure_dcrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", default=DEFAULT_DATA, help="corpus the model was trained on (default: %(default)s)")
     parser.add_argument("--streams", type=int, default=32, help="independent streams of generated bars")
     parser.add_argument("--bars", type=int, default=8, help="bars per stream (streams x bars >= 200)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="binarization threshold")
+    parser.add_argument("--threshold", type=float, default=None, help="binarization threshold (default: the checkpoint's calibrated one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -49,7 +49,8 @@ def run_dcrnn(args: argparse.Namespace) -> int:
         rolls, _ = load_rolls(args.data)
     except FileNotFoundError as err:
         raise UsageError(str(err)) from err
-    report = evaluate(gen, rolls, args.streams, args.bars, args.threshold, args.seed)
+    threshold = gen.threshold if args.threshold is None else args.threshold
+    report = evaluate(gen, rolls, args.streams, args.bars, threshold, args.seed)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -76,7 +77,8 @@ def generate_streams(
 
 @torch.no_grad()
 def slot_responsiveness(
-    gen: Generator, slots: list[int], n_base: int = 32, delta: float = 0.5, bars: int = 2, seed: int = 1
+    gen: Generator, slots: list[int], n_base: int = 32, delta: float = 0.5, bars: int = 2, seed: int = 1,
+    threshold: float | None = None,
 ) -> float:
     """Mean Hamming distance between binarized rolls (keys x steps) per unit change of one slot."""
     cfg = gen.config
@@ -87,7 +89,7 @@ def slot_responsiveness(
         state, out = gen.init_state(z.shape[0]), []
         for _ in range(bars):
             logits, state = gen.generate_chunk(z, None, state)
-            out.append(binarize(logits) != 0)
+            out.append(binarize(logits, gen.threshold if threshold is None else threshold) != 0)
         return torch.cat(out, dim=1)
 
     ref = roll_of(base)
@@ -154,8 +156,9 @@ def evaluate(
         "overlap_area": overlaps,
         "overlap_area_mean": float(np.nanmean(list(overlaps.values()))),
         "overlap_area_real_vs_real_mean": float(np.nanmean(list(real_vs_real.values()))),
-        "emg_slot_responsiveness": slot_responsiveness(gen, emg),
-        "other_slot_responsiveness": slot_responsiveness(gen, others),
+        "threshold": threshold,
+        "emg_slot_responsiveness": slot_responsiveness(gen, emg, threshold=threshold),
+        "other_slot_responsiveness": slot_responsiveness(gen, others, threshold=threshold),
         "copying_longest_run_bars": longest_copied_run(streams, rolls["train"]),
         "within_one_std": {
             k: bool(abs(gen_stats[k] - real_stats[k]) <= real_stats[f"{k}_std"]) for k in TARGET_WITHIN_STD

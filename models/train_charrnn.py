@@ -32,7 +32,7 @@ from tqdm import tqdm
 from models.charrnn import CharRNN, CharRNNConfig
 from models.checkpoint import save_checkpoint
 from models.conditioning import DEFAULT_SPEC, ConditionSpec, event_times, extract_conditions
-from models.events import NOTE_OFF_OFFSET, TIME_SHIFT_OFFSET
+from models.events import TIME_SHIFT_OFFSET
 
 MAX_TRANSPOSE = 6        # semitones either way
 MAX_STRETCH = 0.05       # time stretch factor in [0.95, 1.05]
@@ -156,6 +156,8 @@ def plot_curves(history: list[dict], path: Path, size: tuple[int, int] = (800, 4
             if pts:
                 poly = np.array([[px(x), py(y)] for x, y in pts], np.int32).reshape(-1, 1, 2)
                 cv2.polylines(img, [poly], False, color, 2, cv2.LINE_AA)
+                for x, y in poly.reshape(-1, 2):  # markers: one per epoch, visible from the first
+                    cv2.circle(img, (int(x), int(y)), 3, color, -1, cv2.LINE_AA)
                 cv2.putText(img, name, (left + 10 + 80 * (name == "valid"), top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
     cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
     cv2.putText(img, "loss (nats/event) vs step", (left + 200, top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)

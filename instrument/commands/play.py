@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 
 from instrument.midi_out import DEFAULT_PORT_NAME
 
@@ -98,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
     def on_signal(signum, frame) -> None:
         stopped_by.append(signum)
-        session.stop()
+        # Not session.stop() here: the handler runs on the main thread, which may at this instant hold
+        # the lock inside the engine's wake-up Event (it waits on it every tick); Event.set() from the
+        # handler would then wait for that lock forever. A helper thread can simply wait its turn.
+        threading.Thread(target=session.stop, name="stop-on-signal", daemon=True).start()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     where = session.midi_sink.status if session.midi_sink is not None and session.midi_sink.connected else "no MIDI port"
