@@ -59,7 +59,7 @@ def rss_mb(pid: int) -> float | None:
 
 
 class RssSampler(threading.Thread):
-    """Samples a process's RSS every `period` s; `start_mb` is the first sample `warmup` s into the session.
+    """Samples a process's RSS every `period` s while it plays; `start_mb` is taken `warmup` s into the session.
 
     The session starts when its log records the engine's `start` event (after the model loaded).
     """
@@ -70,9 +70,9 @@ class RssSampler(threading.Thread):
         self.start_mb = self.end_mb = self.max_mb = None
         self._done = threading.Event()
 
-    def _session_started(self) -> bool:
+    def _logged(self, event: str) -> bool:
         try:
-            return '"event": "start"' in self.log.read_text()
+            return f'"event": "{event}"' in self.log.read_text()
         except OSError:
             return False
 
@@ -80,10 +80,10 @@ class RssSampler(threading.Thread):
         began = None
         while not self._done.wait(self.period):
             value = rss_mb(self.pid)
-            if value is None:
-                return
+            if value is None or (began is not None and self._logged("stop")):
+                return  # the end figure is the last one taken while playing, not while exiting
             if began is None:
-                began = time.monotonic() if self._session_started() else None
+                began = time.monotonic() if self._logged("start") else None
                 continue
             if time.monotonic() - began >= self.warmup:
                 if self.start_mb is None:
