@@ -69,10 +69,10 @@ def run_model(args: argparse.Namespace) -> int:
     """Print the timings."""
     warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")  # oneDNN/quantization notices
     from instrument.errors import UsageError
-    from models.checkpoint import read_meta, shipped_checkpoint
+    from models.checkpoint import shipped_checkpoint
 
-    is_dcrnn = args.model == "dcrnn" or (
-        args.model.endswith(".pt") and Path(args.model).exists() and read_meta(args.model).get("model_class") == "Generator")
+    sidecar = Path(args.model).with_suffix(".json")
+    is_dcrnn = args.model == "dcrnn" or (sidecar.exists() and '"dcrnn"' in sidecar.read_text(errors="replace")[:200])
     if is_dcrnn:
         from models.bench_model_dcrnn import bench_dcrnn
         from models.dcrnn import load_generator

@@ -254,7 +254,9 @@ class ChunkVoice:
         _fault_check()
         logits, self._state = self.gen.generate_chunk(self._z, self._cond, self._state)  # (1, 16, 128, 2)
         logits = logits.float().cpu() / max(self.temperature, 1e-3)
-        roll = binarize(logits, generator=self._rng, prev=self._prev)[0]  # (16, 128) uint8
+        # Threshold at the calibrated value the model was evaluated with: Bernoulli sampling of
+        # 128 keys per step turns many unlikely keys into a cluster of ~20 notes per sixteenth.
+        roll = binarize(logits, self.gen.threshold, prev=self._prev)[0]  # (16, 128) uint8
         roll[:, ~self._mask] = 0
         events = roll_events(roll.numpy(), self._prev[0].numpy(), self.velocity_event)
         self._prev = roll[-1:].clone()

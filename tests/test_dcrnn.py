@@ -6,7 +6,6 @@ import argparse
 import json
 
 import mido
-import numpy as np
 import pytest
 import torch
 
@@ -208,7 +207,6 @@ def test_save_and_load_generator_round_trip(tmp_path, gen):
     assert torch.equal(gen.generate_chunk(z, None, gen.init_state(1))[0], loaded.generate_chunk(z, None, loaded.init_state(1))[0])
 
 
-@pytest.mark.skipif(not SHIPPED_WEIGHTS.exists(), reason="shipped weights not trained yet")
 def test_shipped_generator_plays_notes_and_emg_slots_steer_more():
     from models.eval_dcrnn import slot_responsiveness
 

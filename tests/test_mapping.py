@@ -20,7 +20,7 @@ def test_default_reproduces_the_original_instrument():
     assert right.density > left.density  # hand right = denser
     assert m.map(frame(0.4, x=0.0, y=0.0)).register == 48 and m.map(frame(0.5, x=1.0, y=1.0)).register == 84
     emg = m.map(frame(0.6, emg=(0.0, 0.25, 0.5, 0.75, 1.0, 0.0, 0.0, 1.0), pose="wave_in"))
-    assert emg.noise_slots == pytest.approx((-2.0, -1.0, 0.0, 1.0, 2.0, -2.0, -2.0, 2.0))  # the N(0,1) prior's range
+    assert emg.noise_slots == pytest.approx((-1.0, -0.5, 0.0, 0.5, 1.0, -1.0, -1.0, 1.0))  # the EMG slots' U(-1, 1) prior
     assert emg.theme == "wave_in"
     assert emg.register is None and emg.density is None  # a Myo alone: the model's defaults
 
