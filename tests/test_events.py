@@ -210,8 +210,10 @@ def assert_round_trip(normalized, path="<notes>"):
     merged = 0
     for original in sorted(normalized, key=lambda n: (n.pitch, n.start)):
         candidates = by_pitch.get(original.pitch, [])
-        match = next((n for n in candidates if abs(n.start - original.start) <= 0.0101), None)
-        assert match is not None, (path, original)
+        near = [n for n in candidates if abs(n.start - original.start) <= 0.0101]
+        assert near, (path, original)
+        # a re-strike 10 ms earlier can also start within tolerance: take the closest note
+        match = min(near, key=lambda n: abs(n.start - original.start) + abs(n.end - original.end))
         if abs(match.end - original.end) <= 0.0101 and velocity_to_bin(match.velocity) == velocity_to_bin(original.velocity):
             continue
         # a flam: the decoded note began with an earlier strike in the same step and covers this one

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mido
 import pytest
@@ -99,9 +102,10 @@ def test_connect_to_an_existing_port(jack_server, jack_receiver):
 
 
 @pytest.mark.jack
-def test_server_death_is_survived_and_the_port_comes_back(tmp_path, monkeypatch, jack_server):
-    server = JackServer(f"dsdie{os.getpid()}", tmp_path / "jackd.log")
-    monkeypatch.setenv("JACK_DEFAULT_SERVER", server.name)
+def _server_death_scenario(name: str, log: str) -> None:
+    """Kill the JACK server under an open sink, then bring it back (runs in a child process)."""
+    server = JackServer(name, Path(log))
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
     server.start()
     reports = []
     sink = MidiSink(api="jack", on_status=lambda kind, message: reports.append(kind))
@@ -126,3 +130,15 @@ def test_server_death_is_survived_and_the_port_comes_back(tmp_path, monkeypatch,
     finally:
         sink.close()
         server.stop()
+    print("scenario ok", reports)
+
+
+def test_server_death_is_survived_and_the_port_comes_back(tmp_path, jack_server):
+    # A child process: libjack's threads inside a client whose server was SIGKILLed must
+    # not be able to take the whole test session down with them if they crash.
+    code = ("import sys; from tests.test_midi_out import _server_death_scenario; "
+            "_server_death_scenario(sys.argv[1], sys.argv[2])")
+    result = subprocess.run([sys.executable, "-c", code, f"dsdie{os.getpid()}", str(tmp_path / "jackd.log")],
+                            capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "scenario ok ['midi_lost', 'midi_restored']" in result.stdout
