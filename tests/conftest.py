@@ -146,3 +146,13 @@ def tiny_charrnn(tmp_path_factory) -> Path:
     config = CharRNNConfig(embed_dim=8, hidden_size=32, num_layers=1, dropout=0.0)
     return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny", CharRNN(config), config,
                            meta={"conditioning": DEFAULT_SPEC.to_dict()})
+
+
+def wait_until(predicate, timeout: float = 3.0) -> bool:
+    """Poll `predicate` every 5 ms until it holds or `timeout` passes; its final value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return bool(predicate())

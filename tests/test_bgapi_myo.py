@@ -13,18 +13,11 @@ from controllers import bgapi
 from controllers.emg import EmgEnvelope, PoseClassifier, decode_emg
 from controllers.fakes import FakeBLED112
 from controllers.myo import EMG_CCCDS, MODE_HANDLE, MyoController
+from tests.conftest import wait_until
 
 NOTIFY = bgapi.event(4, 5, struct.pack("<BHBB", 0, 0x2B, 1, 16) + bytes(range(16)))
 DISCONNECTED = bgapi.event(3, 4, struct.pack("<BH", 0, 0x0208))
 
-
-def wait_until(predicate, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def test_command_bytes_match_the_protocol():

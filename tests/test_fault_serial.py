@@ -22,6 +22,7 @@ from controllers import bgapi
 from controllers.fakes import FakeBLED112, FakeJeVois
 from controllers.jevois import MAX_LINE, Detection, JeVoisController, Skip, parse_line
 from controllers.myo import EMG_VALUE_HANDLES, MyoController
+from tests.conftest import wait_until
 
 JEVOIS_DROPS = ("garbage", "not_utf8", "unsupported")
 BGAPI_DROPS = ("garbage_bytes", "unknown_class", "bad_length", "truncated")
@@ -30,14 +31,6 @@ READ_CHUNK = 65536  # the most one pty read hands the adapter (the tty buffer), 
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
 
-
-def wait_until(predicate, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def rss_bytes() -> int:

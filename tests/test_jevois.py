@@ -11,15 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from controllers.fakes import FakeJeVois
 from controllers.jevois import STARTUP, Detection, JeVoisController, LineBuffer, Marker, Skip, parse_line
+from tests.conftest import wait_until
 
-
-def wait_until(predicate, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 @pytest.mark.parametrize("line, x, y, size", [
