@@ -65,6 +65,9 @@ def open_controller(spec: str, *, clock: Clock = time.monotonic, profile: str | 
     scheme, _, arg = (spec or "").strip().partition(":")
     if scheme not in _SCHEMES:
         raise ControllerSpecError(f"unknown controller {spec!r}: use one of {accepted_specs()}")
+    # A profile the performer named must exist, whatever the controller: a typo found at the
+    # sound check beats a stage show played without the calibration.
+    _load_profile(profile)
     return _SCHEMES[scheme][0](arg or None, OpenOptions(clock, profile, raw))
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from controllers.frame import ControlFrame, Unfiltered
+
 
 @dataclass(frozen=True, slots=True)
 class OneEuroConfig:
@@ -99,11 +101,16 @@ class CameraConditioner:
 
     def __call__(self, x: float, y: float, size: float | None, t: float) -> tuple[float, float, float | None]:
         """Calibrated and filtered (x, y, size) at time `t`."""
+        frame = self.frame(x, y, size, t)
+        return frame.x, frame.y, frame.size
+
+    def frame(self, x: float, y: float, size: float | None, t: float) -> ControlFrame:
+        """The present-hand frame at time `t`, carrying the calibrated values the filter was given."""
         if self.raw:
-            return x, y, size
+            return ControlFrame(t=t, present=True, x=x, y=y, size=size)
         if self.reach is not None:
             x, y = self.reach.apply(x, y)
-        x, y = self._xy((x, y), t)
-        if size is not None:
-            size = min(1.0, max(0.0, self._size(size, t)))
-        return x, y, size
+        before = Unfiltered(x=x, y=y, size=size)
+        fx, fy = self._xy((x, y), t)
+        fsize = min(1.0, max(0.0, self._size(size, t))) if size is not None else None
+        return ControlFrame(t=t, present=True, x=fx, y=fy, size=fsize, unfiltered=before)

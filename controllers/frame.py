@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Unfiltered:
+    """The axes of a reading before the 1€ filter (after calibration), for the monitor's raw ticks."""
+
+    x: float | None = None
+    y: float | None = None
+    size: float | None = None
+    emg: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +32,9 @@ class ControlFrame:
     size: float | None = None
     emg: tuple[float, ...] | None = None
     pose: str | None = None
+    # What the filter was given; None where nothing is filtered (mouse, replay, --raw).
+    # Not part of the reading's identity, nor of the session JSONL.
+    unfiltered: Unfiltered | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("x", "y", "size"):

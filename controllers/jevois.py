@@ -347,9 +347,8 @@ class JeVoisController(ThreadedController):
     def _publish(self, det: Detection, now: float) -> None:
         if not self._present:
             self.conditioner.reset()
-        x, y, size = self.conditioner(det.x, det.y, det.size, now)
         self._present = True
-        self.frames.put(ControlFrame(t=now, present=True, x=x, y=y, size=size))
+        self.frames.put(self.conditioner.frame(det.x, det.y, det.size, now))
 
     def _hand_lost(self, now: float) -> None:
         if self._present or self.frames.seq == 0:

@@ -22,7 +22,7 @@ from controllers.base import Clock, ThreadedController
 from controllers.calibration import EmgCalibration
 from controllers.emg import EmgEnvelope, PoseClassifier, decode_emg
 from controllers.filters import EMG_FILTER, FilterBank
-from controllers.frame import ControlFrame
+from controllers.frame import ControlFrame, Unfiltered
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +224,10 @@ class MyoController(ThreadedController):
         if self.raw:
             self.frames.put(ControlFrame(t=now, present=True, emg=env))
             return
-        emg = self._filter(self.calibration.apply(env), now)
+        calibrated = self.calibration.apply(env)
+        emg = self._filter(calibrated, now)
         pose = self.poses(emg) if self.poses is not None else None
-        self.frames.put(ControlFrame(t=now, present=True, emg=emg, pose=pose))
+        self.frames.put(ControlFrame(t=now, present=True, emg=emg, pose=pose, unfiltered=Unfiltered(emg=tuple(calibrated))))
 
     def _lost(self) -> None:
         self.counters.set("connected", 0)

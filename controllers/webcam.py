@@ -133,5 +133,4 @@ class WebcamController(ThreadedController):
         if not self._present:
             self.conditioner.reset()
         self._present = True
-        x, y, size = self.conditioner(*hand, now)
-        self.frames.put(ControlFrame(t=now, present=True, x=x, y=y, size=size))
+        self.frames.put(self.conditioner.frame(*hand, now))

@@ -3,7 +3,7 @@
 Pure drawing, no window and no threads: `draw(state)` returns a 960x600 image with
 four panels. Top left the camera image (or the XY pad, or a placeholder for
 controllers whose video does not reach the host) with the tracked hand circle;
-below it a bar per mapped control; top right the status block; below it the
+below it a bar per mapped control (raw and filtered axis, mapped value); top right the status block; below it the
 scrolling piano roll of the notes actually sent, the last 8 s, coloured by
 velocity, with the playhead as a white line.
 """
@@ -29,16 +29,19 @@ ALERT = (40, 40, 255)  # BGR red
 WARN = (0, 190, 255)  # BGR amber
 BAR_FILL = (200, 150, 60)
 BAR_TRACK = (55, 52, 48)
+RAW_TICK = WARN  # amber: the axis before the 1€ filter
+FILTERED_TICK = (255, 255, 255)
 
 
 @dataclass(frozen=True)
 class Bar:
-    """One mapped control: its driving axis in [0, 1] and its value as a fraction of its range."""
+    """One mapped control: its driving axis in [0, 1], raw and filtered, and its value as a fraction of its range."""
 
     label: str  # e.g. "register"
-    axis: float | None  # the controller's axis value, 0..1 (a tick on the bar)
+    axis: float | None  # the controller's axis after its 1€ filter, 0..1 (a white tick on the bar)
     value: float | None  # the control's position in its range, 0..1 (the fill)
-    text: str  # e.g. "y 0.62 -> 70.3"
+    text: str  # e.g. "y 0.65>0.62 -> 70.3"
+    unfiltered: float | None = None  # the same axis before the filter (an amber tick); None: not filtered
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,8 @@ def _draw_camera(img: np.ndarray, state: MonitorState) -> None:
 
 def _draw_bars(img: np.ndarray, bars: tuple[Bar, ...]) -> None:
     x, y, w, h = BARS
-    _text(img, "controls   (tick: axis from the controller, fill: control sent to the model)", (x, y), 0.34,
-          DIM_TEXT)
+    _text(img, "controls  (amber tick: raw axis, white: 1-euro filtered, fill: control sent to the model)", (x, y),
+          0.32, DIM_TEXT)
     row = 21 if len(bars) <= 12 else max(12, (h - 12) // len(bars))
     track_x, track_w = x + 78, 130
     for i, bar in enumerate(bars):
@@ -128,9 +131,12 @@ def _draw_bars(img: np.ndarray, bars: tuple[Bar, ...]) -> None:
         if bar.value is not None:
             fill = int(round(min(1.0, max(0.0, bar.value)) * track_w))
             cv2.rectangle(img, (track_x, top + 3), (track_x + fill, top + row - 5), BAR_FILL, -1)
+        if bar.unfiltered is not None:  # drawn first: where the two agree, the white tick covers it
+            tick = track_x + int(round(min(1.0, max(0.0, bar.unfiltered)) * track_w))
+            cv2.line(img, (tick, top + 1), (tick, top + row - 3), RAW_TICK, 3)
         if bar.axis is not None:
             tick = track_x + int(round(min(1.0, max(0.0, bar.axis)) * track_w))
-            cv2.line(img, (tick, top + 1), (tick, top + row - 3), (255, 255, 255), 2)
+            cv2.line(img, (tick, top + 1), (tick, top + row - 3), FILTERED_TICK, 2)
         _text(img, bar.text, (track_x + track_w + 8, top + row - 7), 0.38, DIM_TEXT)
 
 

@@ -66,12 +66,20 @@ class MonitorWindow:
 
 
 # ---------------------------------------------------------------------- what to show
-def _axis_value(frame: ControlFrame | None, axis: str) -> float | None:
-    if frame is None or not frame.present:
+def _axis_value(frame, axis: str) -> float | None:
+    """One axis ("y", "emg3", ...) of a ControlFrame or of its Unfiltered values; None when absent."""
+    if frame is None or not getattr(frame, "present", True):
         return None
     if axis.startswith("emg"):
         return frame.emg[int(axis[3:])] if frame.emg is not None else None
     return getattr(frame, axis)
+
+
+def _axis_text(axis: str, filtered: float | None, unfiltered: float | None) -> str:
+    """'y 0.62' or, where the controller filters, 'y 0.65>0.62' (before > after the 1€ filter)."""
+    if filtered is None:
+        return f"{axis} -"
+    return f"{axis} {filtered:.2f}" if unfiltered is None else f"{axis} {unfiltered:.2f}>{filtered:.2f}"
 
 
 def _fraction(axis_map: AxisMap, value: float | None) -> float | None:
@@ -83,24 +91,28 @@ def _fraction(axis_map: AxisMap, value: float | None) -> float | None:
 def control_bars(frame: ControlFrame | None, controls: Controls | None, mapping: Mapping) -> tuple[Bar, ...]:
     """A bar per mapped control: register, density, one per EMG channel's noise slot, and the theme."""
     controls = controls or Controls(present=False)
+    unfiltered = frame.unfiltered if frame is not None else None
     bars = []
     for name, unit in (("register", ""), ("density", " /s")):
         axis_map = getattr(mapping, name)
         if axis_map is None:
             continue
         axis = _axis_value(frame, axis_map.axis)
+        before = _axis_value(unfiltered, axis_map.axis) if axis is not None else None
         value = getattr(controls, name)
         shown = "-" if value is None else f"{value:.1f}{unit}"
         if name == "register" and value is not None:
             shown += f" {pitch_name(int(round(value)))}"
-        bars.append(Bar(name, axis, _fraction(axis_map, value),
-                        f"{axis_map.axis} {'-' if axis is None else f'{axis:.2f}'} -> {shown}"))
+        bars.append(Bar(name, axis, _fraction(axis_map, value), f"{_axis_text(axis_map.axis, axis, before)} -> {shown}",
+                        unfiltered=before))
     if mapping.noise is not None and (controls.noise_slots is not None or (frame is not None and frame.emg)):
         for channel, slot in enumerate(mapping.noise_slots):
             axis = _axis_value(frame, f"emg{channel}")
+            before = _axis_value(unfiltered, f"emg{channel}") if axis is not None else None
             value = controls.noise_slots[slot] if controls.noise_slots and slot < len(controls.noise_slots) else None
             bars.append(Bar(f"emg{channel}", axis, _fraction(mapping.noise, value),
-                            f"slot {slot} {'-' if value is None else f'{value:+.2f}'}"))
+                            f"{_axis_text('', axis, before).strip()} -> slot {slot} {'-' if value is None else f'{value:+.2f}'}",
+                            unfiltered=before))
     if mapping.poses is not None and (controls.theme is not None or (frame is not None and frame.pose)):
         pose = frame.pose if frame is not None else None
         bars.append(Bar("theme", None, None, f"pose {pose or '-'} -> {controls.theme or '-'}"))

@@ -176,6 +176,25 @@ def corpus_provenance(corpus, paths: list[str]) -> dict:
             "augmentation": f"transpose +-{MAX_TRANSPOSE} semitones, stretch +-{MAX_STRETCH:.0%}"}
 
 
+def warm_start(model: CharRNN, config: CharRNNConfig, path: str, device: torch.device) -> dict:
+    """Load a finished checkpoint's weights and carry on its step, minutes, best NLL and history (fresh optimizer)."""
+    from models.checkpoint import CheckpointError, load_charrnn
+
+    try:
+        source, source_config, meta = load_charrnn(path)
+    except (CheckpointError, FileNotFoundError) as err:
+        raise _usage_error(f"--init-from: {err}") from None
+    if source_config.to_dict() != config.to_dict():
+        raise _usage_error(f"--init-from: {path} has {source_config.to_dict()}; pass the same --arch/--embed-dim/--dropout/--unconditioned")
+    model.load_state_dict(source.state_dict())
+    model.to(device)
+    training, metrics = meta.get("training", {}), meta.get("metrics", {})
+    step = int(training.get("step", 0))
+    return {"step": step, "best": float(metrics.get("valid_nll_per_event", math.inf)), "bad_epochs": 0,
+            "elapsed_s": float(training.get("minutes", 0.0)) * 60, "history": list(meta.get("history", [])),
+            "optimizer_start_step": step}
+
+
 # ----------------------------------------------------------------------------- the loop
 def setup_distributed(device_arg: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device) from torchrun's environment; joins the process group when world > 1."""
@@ -261,7 +280,7 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
         amp_dtype = torch.float16 if args.amp == "fp16" or (args.amp == "auto" and not torch.cuda.is_bf16_supported()) else torch.bfloat16
     autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype else nullcontext()
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    st = {"step": 0, "best": math.inf, "bad_epochs": 0, "elapsed_s": 0.0, "history": []}
+    st = {"step": 0, "best": math.inf, "bad_epochs": 0, "elapsed_s": 0.0, "history": [], "optimizer_start_step": 0}
     if args.resume:
         saved = torch.load(resume_path, map_location=device, weights_only=True)
         if saved["config"] != config.to_dict():
@@ -269,7 +288,9 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
-        st = {k: saved[k] for k in st}
+        st.update({k: saved[k] for k in st if k in saved})
+    elif args.init_from:
+        st = warm_start(model, config, args.init_from, device)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     # Each rank draws its own windows; re-seeding with the step keeps resumed runs reproducible.
     sampler = WindowSampler(train_pieces, args.seq_len, spec, not args.no_augment, seed=args.seed * 1_000_003 + rank * 7919 + st["step"])
@@ -317,7 +338,8 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
                     stop = f"time budget of {args.max_minutes:g} min reached"
                     break
                 progress = max(st["step"] / total_steps, elapsed / budget_s if budget_s else 0.0)
-                lr = learning_rate(progress, st["step"], args.lr, args.warmup_steps, args.min_lr_ratio)
+                # Warmup counts from the step the optimizer state was created (a warm start has fresh Adam moments).
+                lr = learning_rate(progress, st["step"] - st["optimizer_start_step"], args.lr, args.warmup_steps, args.min_lr_ratio)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 # ---- forward, backward, clip, step
@@ -393,6 +415,7 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-minutes", type=float, default=None, help="training-time budget in minutes, counted across resumes; the cosine schedule ends with it")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="save the resume state this often (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/NAME.resume.pt")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from a finished checkpoint's weights (e.g. the shipped one) with a fresh optimizer; its steps, minutes and history carry on")
     parser.add_argument("--no-augment", action="store_true", help="train on the pieces as they are")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: all cores / processes)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: %(default)s)")
@@ -421,6 +444,8 @@ def run_charrnn(args: argparse.Namespace) -> int:
     config = CharRNNConfig(embed_dim=args.embed_dim, hidden_size=hidden, num_layers=layers, cell=cell,
                            cond_dim=0 if args.unconditioned else DEFAULT_SPEC.dim, dropout=args.dropout)
     out = Path(args.out)
+    if args.resume and args.init_from:
+        raise _usage_error("--resume continues this run and --init-from starts one from a checkpoint: pass one of them")
     if args.resume and not (out / f"{args.name}.resume.pt").exists():
         raise _usage_error(f"--resume: no {out / (args.name + '.resume.pt')} to resume from")
     return train(config, args)[0]

@@ -28,20 +28,17 @@ from tqdm import tqdm
 
 from instrument.errors import UsageError
 from models.dcrnn import (
-    Critic,
     DCRNNConfig,
-    Encoder,
     Generator,
     binarize,
     calibrate_threshold,
-    gradient_penalty,
-    reconstruction_loss,
     roll_channels,
     roll_hard,
     roll_probs,
     sample_z,
     save_generator,
 )
+from models.dcrnn_critic import Critic, Encoder, gradient_penalty, reconstruction_loss
 from models.dcrnn_data import conditions, load_rolls, segments, transpose_batch
 from models.roll_metrics import summary
 

@@ -109,6 +109,17 @@ def test_session_follows_the_protocol_and_streams_emg():
     assert fake.disconnects == 1  # close() disconnected cleanly
 
 
+def test_calibrated_emg_frames_carry_the_unfiltered_envelope():
+    from controllers.calibration import EmgCalibration
+
+    calibration = EmgCalibration(rest=(0.0,) * 8, max=(64.0,) * 8)
+    with FakeBLED112() as fake, MyoController(fake.path, clock=time.monotonic, calibration=calibration) as myo:
+        assert wait_until(lambda: myo.latest().present and myo.latest().unfiltered is not None)
+        frame = myo.latest()
+        assert len(frame.unfiltered.emg) == 8 and all(0.0 <= v <= 1.0 for v in frame.unfiltered.emg)
+        assert max(frame.unfiltered.emg) > 0
+
+
 def test_cut_packets_are_counted_and_streaming_goes_on():
     with FakeBLED112(truncate_every=10, drop_every=7) as fake, MyoController(fake.path, clock=time.monotonic) as myo:
         assert wait_until(lambda: myo.latest().present)

@@ -12,14 +12,12 @@ import torch
 import models.train_dcrnn as train_dcrnn
 from models.dcrnn import (
     SHIPPED_WEIGHTS,
-    Critic,
     DCRNNConfig,
     Generator,
     binarize,
     emg_to_slots,
     form_schedule,
     generate_bars,
-    gradient_penalty,
     hold,
     interpolate,
     load_generator,
@@ -30,6 +28,7 @@ from models.dcrnn import (
     save_generator,
     z_with_slots,
 )
+from models.dcrnn_critic import Critic, gradient_penalty
 from models.roll import HELD, OFF, ONSET
 
 TINY = dict(rnn_a_hidden=16, rnn_b_hidden=16, level_dim=8, octave_channels=8, critic_channels=8)

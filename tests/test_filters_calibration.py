@@ -8,6 +8,7 @@ import pytest
 from controllers.calibration import (EmgCalibration, Profile, ReachBox, load_profile, profile_path, profiles_dir,
                                      save_profile)
 from controllers.errors import ProfileError
+from controllers.frame import ControlFrame
 from controllers.filters import CameraConditioner, OneEuroConfig, OneEuroFilter
 
 
@@ -59,6 +60,18 @@ def test_reach_box_stretches_comfortable_reach_to_full_range():
     assert cond(0.8, 0.6, 0.3, 0.0) == pytest.approx((1.0, 1.0, 0.3))
 
 
+def test_conditioned_frames_carry_what_the_filter_was_given():
+    """The monitor's raw tick: the calibrated position before the 1€ filter, leading it on a fast move."""
+    cond = CameraConditioner(reach=ReachBox(x=(0.0, 0.5), y=(0.0, 1.0)))
+    first = cond.frame(0.1, 0.5, 0.2, 0.0)
+    assert (first.x, first.unfiltered.x, first.unfiltered.y) == pytest.approx((0.2, 0.2, 0.5))  # first value passes
+    jump = cond.frame(0.4, 0.5, 0.2, 1 / 30)  # one video frame later the hand is at 0.8 of the reach
+    assert jump.unfiltered.x == pytest.approx(0.8)
+    assert 0.2 < jump.x < jump.unfiltered.x  # the filter lags behind what it was given
+    assert jump == ControlFrame(t=jump.t, x=jump.x, y=jump.y, size=jump.size)  # not part of the reading itself
+    assert CameraConditioner(raw=True).frame(0.4, 0.5, None, 0.0).unfiltered is None  # nothing filtered
+
+
 def test_profile_round_trip_in_xdg_config_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     profile = Profile(
@@ -91,3 +104,12 @@ def test_profile_errors_are_one_line_and_name_the_file(tmp_path, monkeypatch):
         load_profile("bad")
     with pytest.raises(ProfileError, match="invalid profile name"):
         profile_path("../etc/passwd")
+
+
+def test_a_named_profile_must_exist_whatever_the_controller(tmp_path, monkeypatch):
+    from controllers import open_controller
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    with pytest.raises(ProfileError, match="no calibration profile .*alcie.toml"):
+        open_controller("demo", profile="alcie")  # the demo uses no profile, but the typo must not pass unseen
+    open_controller("demo").close()

@@ -102,6 +102,15 @@ def test_startup_sequence_in_order_then_frames_follow_the_hand():
         assert jv.stats()["connected"] == 1 and jv.stats()["startup_errors"] == 0
 
 
+def test_filtered_frames_carry_the_unfiltered_position_for_the_monitor():
+    with FakeJeVois(hand=lambda t: (0.25, 0.8, 0.2)) as fake, \
+            JeVoisController(fake.path, clock=time.monotonic) as jv:
+        assert wait_until(lambda: jv.latest().present)
+        frame = jv.latest()
+        assert (frame.unfiltered.x, frame.unfiltered.y, frame.unfiltered.size) == pytest.approx((0.25, 0.8, 0.2), abs=1e-3)
+        assert frame.x == pytest.approx(0.25, abs=1e-2)  # a still hand: the filter has caught up
+
+
 def test_err_reply_is_reported_and_does_not_hang(caplog):
     caplog.set_level(logging.WARNING)
     with FakeJeVois(err_on=("setmapping2",), stream_on_start=True) as fake, \
@@ -112,12 +121,14 @@ def test_err_reply_is_reported_and_does_not_hang(caplog):
         assert wait_until(lambda: jv.latest().present)
 
 
-def test_silent_camera_warns_after_one_second_and_still_plays(caplog):
+def test_silent_camera_warns_after_the_reply_timeout_and_still_plays(caplog):
     caplog.set_level(logging.WARNING)
+    # 2 s instead of the default 1 s, so a loaded test machine still sees frames before the warning.
     with FakeJeVois(answer=False, stream_on_start=True) as fake, \
-            JeVoisController(fake.path, clock=time.monotonic) as jv:
-        assert wait_until(lambda: jv.latest().present, 0.8)  # frames flow before the warning
-        assert wait_until(lambda: jv.stats()["no_answer"] == 1, 2.0)
+            JeVoisController(fake.path, clock=time.monotonic, reply_timeout_s=2.0) as jv:
+        assert wait_until(lambda: jv.latest().present, 1.6)  # frames flow before the warning
+        assert jv.stats()["no_answer"] == 0
+        assert wait_until(lambda: jv.stats()["no_answer"] == 1, 3.0)
         assert "did not answer 'ping'" in caplog.text
         assert fake.commands == ["ping"]  # the rest of the start-up is skipped
 

@@ -219,6 +219,27 @@ def test_open_play_monitor_headless_returns_none(monkeypatch):
     assert said == ["instrument play: no monitor window: no display (DISPLAY is not set); playing on without it"]
 
 
+def test_bars_show_the_axis_before_and_after_the_filter():
+    from controllers.frame import Unfiltered
+    from instrument.monitor_view import BARS, FILTERED_TICK, RAW_TICK, draw
+    from instrument.monitor_window import control_bars
+
+    frame = ControlFrame(t=1.0, present=True, x=0.5, y=0.25, size=0.2, unfiltered=Unfiltered(x=0.9, y=0.25, size=0.2))
+    mapping = Mapping.default()
+    bars = {bar.label: bar for bar in control_bars(frame, mapping.map(frame), mapping)}
+    assert (bars["density"].axis, bars["density"].unfiltered) == (0.5, 0.9)
+    assert "x 0.90>0.50" in bars["density"].text
+    shot = draw(MonitorState(t=1.0, present=True, bars=(bars["density"],)))
+    x, y, w, h = BARS
+    row = shot[y + 10 + 10, x + 78:x + 78 + 131]  # the middle of the first bar's track
+    amber = np.flatnonzero((row == RAW_TICK).all(axis=1))
+    white = np.flatnonzero((row == FILTERED_TICK).all(axis=1))
+    assert amber.size and white.size
+    assert abs(amber.mean() / 130 - 0.9) < 0.02 and abs(white.mean() / 130 - 0.5) < 0.02
+    unfiltered_mouse = ControlFrame(t=1.0, present=True, x=0.5, y=0.25, size=0.2)  # the mouse filters nothing
+    assert all(bar.unfiltered is None for bar in control_bars(unfiltered_mouse, mapping.map(unfiltered_mouse), mapping))
+
+
 def test_the_webcam_image_fills_the_camera_panel_and_bars_show_axis_and_control():
     import cv2
 

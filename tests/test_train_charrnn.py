@@ -60,6 +60,28 @@ def test_trains_writes_checkpoint_curves_and_resumes(corpus_dir, tmp_path):
     assert state["step"] == 9 and [h["step"] for h in state["history"]] == [3, 6, 9]
 
 
+def test_init_from_a_finished_checkpoint_carries_on_its_run(corpus_dir, tmp_path):
+    """What a later session does when only the shipped weights survive: warm-start, fresh optimizer."""
+    from instrument.errors import UsageError
+
+    first = tmp_path / "first"
+    assert run(corpus_dir, first, tmp_path / "cache", "--epochs", "2") == 0
+    source, _, source_meta = load_charrnn(first / "charrnn.pt")
+    out = tmp_path / "second"
+    assert run(corpus_dir, out, tmp_path / "cache", "--epochs", "3", "--init-from", str(first / "charrnn.pt")) == 0
+    state = torch.load(out / "charrnn.resume.pt", weights_only=True)
+    assert state["step"] == 9 and state["optimizer_start_step"] == 6  # one more epoch, warmup restarted at 6
+    assert [h["step"] for h in state["history"]] == [3, 6, 9]
+    assert state["elapsed_s"] >= source_meta["training"]["minutes"] * 60
+    moved = state["model"]["embed.weight"] - source.state_dict()["embed.weight"]
+    assert 0 < moved.abs().max() < 0.5  # trained on from the source weights, not from a fresh init
+    with pytest.raises(UsageError, match="same --arch"):
+        run(corpus_dir, tmp_path / "third", tmp_path / "cache", "--epochs", "3", "--arch", "gru:1x16",
+            "--init-from", str(first / "charrnn.pt"))
+    with pytest.raises(UsageError, match="--init-from"):
+        run(corpus_dir, tmp_path / "third", tmp_path / "cache", "--epochs", "3", "--init-from", str(tmp_path / "none.pt"))
+
+
 def test_loss_falls_on_learnable_data(corpus_dir, tmp_path):
     out = tmp_path / "run"
     assert run(corpus_dir, out, tmp_path / "cache", "--epochs", "4", "--lr", "1e-2", "--arch", "gru:1x32") == 0
