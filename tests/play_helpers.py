@@ -25,6 +25,15 @@ def start_play(model: Path, record: Path, *extra: str, env: dict | None = None) 
     return subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
 
 
+def stop_with(proc: subprocess.Popen, sig: int, timeout: float = 30.0) -> str:
+    """Send `sig` to a running player and wait for it to end; its stderr (stacks if it hangs)."""
+    proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"play did not stop on {signal.Signals(sig).name}:\n{kill_with_stacks(proc)}") from None
+
+
 def kill_with_stacks(proc: subprocess.Popen) -> str:
     """End a player that should have ended by itself; returns its stderr with every thread's stack."""
     if proc.poll() is not None:

@@ -80,12 +80,17 @@ def test_truncated_file(saved):
     one_line_naming(err, path)
 
 
-def test_config_that_does_not_match_the_weights(saved):
-    path, _ = saved
+def edit_json(path, change) -> None:
+    """Rewrite a checkpoint's JSON beside it after `change(record)` edits it in place."""
     json_path = path.with_suffix(".json")
     record = json.loads(json_path.read_text())
-    record["config"]["hidden_size"] = 32
+    change(record)
     json_path.write_text(json.dumps(record))
+
+
+def test_config_that_does_not_match_the_weights(saved):
+    path, _ = saved
+    edit_json(path, lambda record: record["config"].update(hidden_size=32))
     with pytest.raises(CheckpointError, match="does not match the weights") as err:
         load_charrnn(path)
     one_line_naming(err, path)
@@ -93,13 +98,10 @@ def test_config_that_does_not_match_the_weights(saved):
 
 def test_codec_version_mismatch(saved):
     path, _ = saved
-    json_path = path.with_suffix(".json")
-    record = json.loads(json_path.read_text())
-    record["codec_version"] = "perf999"
-    json_path.write_text(json.dumps(record))
+    edit_json(path, lambda record: record.update(codec_version="perf999"))
     with pytest.raises(CheckpointError, match="codec") as err:
         load_charrnn(path)
-    one_line_naming(err, json_path)
+    one_line_naming(err, path.with_suffix(".json"))
 
 
 def test_missing_json_wrong_class_and_missing_shipped_model(saved):

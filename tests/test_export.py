@@ -17,44 +17,18 @@ import pytest
 from controllers.replay import DemoController, FrameRecorder, demo_frame
 from instrument.cli import main
 from instrument.clock import FakeClock
-from instrument.controls import Controls
 from instrument.engine import Engine, EngineConfig
 from instrument.mapping import Mapping
 from instrument.midi_out import FileSink
 from instrument.pianoroll import velocity_color
 from instrument.render_png import AXIS_COLORS, render_png
 from instrument.render_wav import wav_rms
-from models.events import Event, EventType, midi_to_notes, velocity_to_bin
+from models.events import midi_to_notes
+from tests.scripted_voice import ScriptedVoice
 from tests.xdisplay import missing
 
 ARPEGGIO = [(60, 40), (64, 70), (67, 100), (72, 127)]  # (pitch, velocity)
 SESSION_S = 6.0
-
-
-class ArpeggioVoice:
-    """A stand-in model: C E G C, 0.25 s each with 0.05 s gaps, softest to loudest, repeated."""
-
-    name, device, seconds_per_shift, temperature = "script", "cpu", 0.01, 1.0
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def set_controls(self, controls: Controls) -> None:
-        pass
-
-    def next_events(self):
-        pitch, velocity = ARPEGGIO[(self.steps // 5) % len(ARPEGGIO)]
-        events = [Event(EventType.VELOCITY, velocity_to_bin(velocity)), Event(EventType.NOTE_ON, pitch),
-                  Event(EventType.TIME_SHIFT, 25), Event(EventType.NOTE_OFF, pitch), Event(EventType.TIME_SHIFT, 5)]
-        event = events[self.steps % 5]
-        self.steps += 1
-        return (event,)
-
-    def snapshot(self):
-        return self.steps
-
-    def restore(self, snap) -> None:
-        self.steps = snap
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +45,7 @@ def session(tmp_path_factory):
         for frame in frames:
             recorder[0].write(frame)
 
-    engine = Engine(ArpeggioVoice(), DemoController(clock), Mapping.default(), [FileSink(mid, tempo_bpm=100.0)],
+    engine = Engine(ScriptedVoice(ARPEGGIO, on=25, gap=5), DemoController(clock), Mapping.default(), [FileSink(mid, tempo_bpm=100.0)],
                     clock, EngineConfig(threaded=False, tempo=100.0), on_frames=record)
     engine.run(duration=SESSION_S)
     recorder[0].close()

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.play_helpers import kill_with_stacks, notes_only, received_notes, recording, session_log, sounding, start_play, wait_for
+from tests.play_helpers import kill_with_stacks, notes_only, received_notes, recording, session_log, sounding, start_play, stop_with, wait_for
 
 pytestmark = [pytest.mark.jack]
 
@@ -43,11 +43,7 @@ def test_a_signal_stops_with_every_note_off_and_a_complete_recording(jack_server
     try:
         wait_for(lambda: any(b[0] == 0x90 for b in received_notes(receiver.out)), 60, "the first note", proc)
         time.sleep(1.0)  # notes are sounding and the future is generated ahead
-        proc.send_signal(sig)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"play did not stop on {sig.name}:\n{kill_with_stacks(proc)}") from None
+        err = stop_with(proc, sig)
     finally:
         kill_with_stacks(proc)
     assert proc.returncode == 0, err

@@ -10,13 +10,12 @@ log records the gap and the return.
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 
 import pytest
 
 from controllers.fakes import FakeBLED112, FakeJeVois
-from tests.play_helpers import busy_charrnn, kill_with_stacks, read_jsonl, recording, session_log, sounding, start_play, wait_for
+from tests.play_helpers import busy_charrnn, kill_with_stacks, read_jsonl, recording, session_log, sounding, start_play, stop_with, wait_for
 
 GAP_S = 2.0
 
@@ -46,11 +45,7 @@ def play_through_an_unplug(fake, spec: str, model, tmp_path, started) -> dict:
         wait_for(lambda: any(e["event"] == "controller_connected" and e["t"] > 1e-9 + unplugged - t0_of(mid)
                              for e in session_log(mid)), 5, "the reconnect", proc)
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        try:
-            _, err = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"play did not stop on SIGINT:\n{kill_with_stacks(proc)}") from None
+        err = stop_with(proc, signal.SIGINT)
     finally:
         kill_with_stacks(proc)
     assert proc.returncode == 0, err

@@ -18,14 +18,13 @@ import pytest
 
 from controllers.frame import ControlFrame
 from instrument.clock import FakeClock
-from instrument.controls import Controls
 from instrument.engine import Engine, EngineConfig
 from instrument.mapping import Mapping
 from instrument.midi_out import ListSink
 from instrument.monitor_view import CAMERA, MonitorState, roll_area
 from instrument.monitor_window import MonitorWindow, open_play_monitor, state_from_snapshot
 from instrument.pianoroll import VELOCITY_LUT, velocity_color
-from models.events import Event, EventType, velocity_to_bin
+from tests.scripted_voice import ScriptedVoice
 from tests.xdisplay import XDisplay, ensure_display
 
 LOW, HIGH = 55, 77  # the two pitches the script plays
@@ -35,32 +34,6 @@ SOFT, LOUD = 31, 119  # and their velocities
 @pytest.fixture(scope="module")
 def display(tmp_path_factory):
     return XDisplay(ensure_display(tmp_path_factory.mktemp("x11")))
-
-
-class AlternatingVoice:
-    """A stand-in model: 0.3 s notes, 0.2 s apart, alternating LOW soft and HIGH loud."""
-
-    name, device, seconds_per_shift, temperature = "script", "cpu", 0.01, 1.0
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def set_controls(self, controls: Controls) -> None:
-        pass
-
-    def next_events(self):
-        note = self.steps // 4
-        pitch, velocity = (LOW, SOFT) if note % 2 == 0 else (HIGH, LOUD)
-        event = [Event(EventType.VELOCITY, velocity_to_bin(velocity)), Event(EventType.NOTE_ON, pitch),
-                 Event(EventType.TIME_SHIFT, 30), Event(EventType.NOTE_OFF, pitch)][self.steps % 4]
-        self.steps += 1
-        return (event, Event(EventType.TIME_SHIFT, 20)) if self.steps % 4 == 0 else (event,)
-
-    def snapshot(self):
-        return self.steps
-
-    def restore(self, snap) -> None:
-        self.steps = snap
 
 
 class StillHand:
@@ -96,7 +69,7 @@ def wait_for_frames(pane, count: int, timeout: float = 10.0) -> None:
 def test_the_roll_on_screen_shows_the_notes_that_were_sent(display):
     clock = FakeClock(50.0)
     sink = ListSink()
-    engine = Engine(AlternatingVoice(), StillHand(), Mapping.default(), [sink], clock, EngineConfig(threaded=False))
+    engine = Engine(ScriptedVoice([(LOW, SOFT), (HIGH, LOUD)], on=30, gap=20), StillHand(), Mapping.default(), [sink], clock, EngineConfig(threaded=False))
     engine.start()
     while clock.now() - engine.t0 < 10.0:  # 10 s: the first 2 s have scrolled out of the 8 s roll
         clock.advance(0.005)
