@@ -20,7 +20,6 @@ import numpy as np
 from models.events import (
     CODEC_VERSION,
     MAX_SHIFT_STEPS,
-    NOTE_OFF_OFFSET,
     NOTE_ON_OFFSET,
     TIME_SHIFT_OFFSET,
     VELOCITY_OFFSET,

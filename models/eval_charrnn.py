@@ -26,7 +26,6 @@ import torch
 from models.charrnn import CharRNN
 from models.checkpoint import load_charrnn, shipped_checkpoint
 from models.conditioning import (
-    DEFAULT_SPEC,
     ConditionSpec,
     condition_vector,
     extract_conditions,

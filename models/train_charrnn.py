@@ -33,6 +33,7 @@ from models.charrnn import CharRNN, CharRNNConfig
 from models.checkpoint import save_checkpoint
 from models.conditioning import DEFAULT_SPEC, ConditionSpec, event_times, extract_conditions
 from models.events import TIME_SHIFT_OFFSET
+from models.loss_plots import plot_curves
 
 MAX_TRANSPOSE = 6        # semitones either way
 MAX_STRETCH = 0.05       # time stretch factor in [0.95, 1.05]
@@ -128,42 +129,6 @@ def learning_rate(progress: float, step: int, base_lr: float, warmup: int, min_r
     if step < warmup:
         return base_lr * (step + 1) / warmup
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def plot_curves(history: list[dict], path: Path, size: tuple[int, int] = (800, 480)) -> None:
-    """Train and validation loss (nats/event) against steps, as a PNG drawn with OpenCV."""
-    import cv2
-
-    w, h = size
-    left, right, top, bottom = 70, 20, 30, 50
-    img = np.full((h, w, 3), 255, np.uint8)
-    series = {"train": [(r["step"], r["train_loss"]) for r in history if r.get("train_loss") is not None],
-              "valid": [(r["step"], r["valid_nll"]) for r in history if r.get("valid_nll") is not None]}
-    points = [p for s in series.values() for p in s]
-    if points:
-        xs, ys = zip(*points)
-        x0, x1 = 0, max(max(xs), 1)
-        y0, y1 = min(ys), max(ys)
-        y0, y1 = (y0 - 0.05, y1 + 0.05) if y1 - y0 < 0.1 else (y0 - 0.05 * (y1 - y0), y1 + 0.05 * (y1 - y0))
-        px = lambda x: int(left + (x - x0) / (x1 - x0) * (w - left - right))  # noqa: E731
-        py = lambda y: int(h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom))  # noqa: E731
-        for i in range(5):  # grid and y labels
-            y = y0 + (y1 - y0) * i / 4
-            cv2.line(img, (left, py(y)), (w - right, py(y)), (225, 225, 225), 1)
-            cv2.putText(img, f"{y:.2f}", (5, py(y) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
-        cv2.putText(img, f"step {x1}", (w - right - 80, h - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
-        for (name, pts), color in zip(series.items(), [(200, 120, 40), (40, 40, 220)]):
-            if pts:
-                poly = np.array([[px(x), py(y)] for x, y in pts], np.int32).reshape(-1, 1, 2)
-                cv2.polylines(img, [poly], False, color, 2, cv2.LINE_AA)
-                for x, y in poly.reshape(-1, 2):  # markers: one per epoch, visible from the first
-                    cv2.circle(img, (int(x), int(y)), 3, color, -1, cv2.LINE_AA)
-                cv2.putText(img, name, (left + 10 + 80 * (name == "valid"), top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
-    cv2.rectangle(img, (left, top), (w - right, h - bottom), (0, 0, 0), 1)
-    cv2.putText(img, "loss (nats/event) vs step", (left + 200, top - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    tmp = path.with_suffix(".tmp.png")
-    cv2.imwrite(str(tmp), img)
-    tmp.replace(path)
 
 
 def corpus_provenance(corpus, paths: list[str]) -> dict:

@@ -40,6 +40,7 @@ from models.dcrnn import (
 )
 from models.dcrnn_critic import Critic, Encoder, gradient_penalty, reconstruction_loss
 from models.dcrnn_data import conditions, load_rolls, segments, transpose_batch
+from models.loss_plots import plot_losses
 from models.roll_metrics import summary
 
 DEFAULT_DATA = ["../shared/data/deepsymphony"]
@@ -226,35 +227,6 @@ def save_all(out: Path, cfg: DCRNNConfig, gen, critic, encoder, opt_g, opt_d, st
     torch.save(state, tmp)
     tmp.replace(out / "train_state.pt")
     plot_losses(history, out / "losses.png")
-
-
-def plot_losses(history: list[dict], path: Path, width: int = 900, height: int = 600) -> None:
-    """Loss curves (W distance, GP, generator loss, info) as a PNG, drawn with OpenCV."""
-    import cv2
-
-    keys = [("wdist", (200, 80, 0)), ("gp", (0, 140, 255)), ("loss_g", (40, 40, 200)), ("info", (60, 160, 60)), ("rec", (150, 0, 150))]
-    img = np.full((height, width, 3), 255, np.uint8)
-    if len(history) < 2:
-        cv2.imwrite(str(path), img)
-        return
-    panel_h = height // len(keys)
-    for i, (key, colour) in enumerate(keys):
-        y = np.array([h.get(key, np.nan) for h in history], dtype=float)
-        y = y[np.isfinite(y)] if np.isfinite(y).any() else np.zeros(2)
-        if len(y) > 50:  # moving average so the trend is readable
-            y = np.convolve(y, np.ones(25) / 25, mode="valid")
-        lo, hi = np.percentile(y, 1), np.percentile(y, 99)
-        hi = hi if hi > lo else lo + 1.0
-        xs = np.linspace(50, width - 10, len(y))
-        ys = i * panel_h + 10 + (1 - (np.clip(y, lo, hi) - lo) / (hi - lo)) * (panel_h - 30)
-        pts = np.stack([xs, ys], axis=1).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(img, [pts], False, colour, 1, cv2.LINE_AA)
-        cv2.putText(img, f"{key}  [{lo:.3g}, {hi:.3g}]  last {y[-1]:.3g}", (55, i * panel_h + 22),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
-        cv2.line(img, (0, (i + 1) * panel_h), (width, (i + 1) * panel_h), (200, 200, 200), 1)
-    cv2.putText(img, f"DCRNN WGAN-GP, {history[-1]['step']} generator steps", (55, height - 6),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(str(path), img)
 
 
 def main(argv: list[str] | None = None) -> int:

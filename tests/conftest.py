@@ -19,15 +19,10 @@ from pathlib import Path
 import pytest
 
 from instrument.midi_out import jack_server_running
+from tests.required import missing
 
 TESTS = Path(__file__).resolve().parent
 
-
-def missing(what: str) -> None:
-    """Skip, or fail in CI, because a real component is missing."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (required in CI)")
-    pytest.skip(what)
 
 
 class JackServer:

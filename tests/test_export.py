@@ -25,7 +25,7 @@ from instrument.render_png import AXIS_COLORS, render_png
 from instrument.render_wav import wav_rms
 from models.events import midi_to_notes
 from tests.scripted_voice import ScriptedVoice
-from tests.xdisplay import missing
+from tests.required import missing
 
 ARPEGGIO = [(60, 40), (64, 70), (67, 100), (72, 127)]  # (pitch, velocity)
 SESSION_S = 6.0

@@ -14,6 +14,7 @@ import pytest
 
 from controllers.replay import FrameRecorder, demo_frame
 from instrument.cli import main
+from tests.required import missing
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +57,7 @@ def test_fluidsynth_renders_a_recorded_session_to_audible_audio(controls, tiny_c
     fluidsynth = shutil.which("fluidsynth")
     soundfont = "/usr/share/sounds/sf2/TimGM6mb.sf2"
     if fluidsynth is None or not os.path.exists(soundfont):
-        if os.environ.get("CI"):
-            pytest.fail("fluidsynth and timgm6mb-soundfont are required in CI")
-        pytest.skip("fluidsynth or the TimGM6mb soundfont is not installed")
+        missing("fluidsynth or the TimGM6mb soundfont is not installed (apt install fluidsynth timgm6mb-soundfont)")
     mid = tmp_path / "session.mid"
     render(controls, tiny_charrnn, mid, 3)
     wav = tmp_path / "session.wav"

@@ -17,17 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
+
+from tests.required import missing
 
 _ZPIXMAP = 2
 _ALL_PLANES = ctypes.c_ulong(0xFFFFFFFF)
 
-
-def missing(what: str) -> None:
-    """Skip, or fail in CI (env CI set), because a real component is missing."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (required in CI)")
-    pytest.skip(what)
 
 
 class _XImage(ctypes.Structure):
