@@ -5,7 +5,8 @@ one way in; every controller has `latest()`, `next_frame(timeout)`, `stats()` an
 `close()` and is a context manager (see `controllers.base.Controller`).
 
 Specs: `auto`, `demo`, `jevois[:PORT]`, `myo[:PORT]`, `webcam[:INDEX|FILE]`,
-`replay:FILE.jsonl`, `mouse`.
+`replay:FILE.jsonl`; `mouse` (an XY pad window) is registered by instrument/ui/mouse_pad.py,
+since GUI code lives in instrument/ui.
 """
 
 from __future__ import annotations
@@ -59,16 +60,32 @@ def accepted_specs() -> str:
     return ", ".join(usage for _, usage in _SCHEMES.values())
 
 
+# What kind of controller each scheme is: a voice picks its default mapping by kind.
+SCHEME_KINDS = {"jevois": "camera", "webcam": "camera", "myo": "emg", "mouse": "xy", "osc": "replay",
+                "replay": "replay", "demo": "replay"}
+
+
+def controller_kind(spec: str) -> str:
+    """camera | emg | xy | replay for an opened controller's spec (unknown schemes: replay, i.e. anything)."""
+    return SCHEME_KINDS.get((spec or "").partition(":")[0], "replay")
+
+
 def open_controller(spec: str, *, clock: Clock = time.monotonic, profile: str | None = None,
                     raw: bool = False) -> Controller:
-    """Open the controller a `--controller` spec names (raises ControllerError subclasses)."""
+    """Open the controller a `--controller` spec names (raises ControllerError subclasses).
+
+    The controller's `spec` attribute says what was opened (for `auto`: what it picked).
+    """
     scheme, _, arg = (spec or "").strip().partition(":")
     if scheme not in _SCHEMES:
         raise ControllerSpecError(f"unknown controller {spec!r}: use one of {accepted_specs()}")
     # A profile the performer named must exist, whatever the controller: a typo found at the
     # sound check beats a stage show played without the calibration.
     _load_profile(profile)
-    return _SCHEMES[scheme][0](arg or None, OpenOptions(clock, profile, raw))
+    controller = _SCHEMES[scheme][0](arg or None, OpenOptions(clock, profile, raw))
+    if scheme != "auto":
+        controller.spec = spec.strip()
+    return controller
 
 
 def _load_profile(name: str | None):
@@ -80,7 +97,7 @@ def _load_profile(name: str | None):
 
 
 def _check_port(kind: str, path: str, scheme: str) -> None:
-    if path.startswith("/") and not os.path.exists(path):
+    if not os.path.exists(path):
         raise ControllerUnavailable(f"no {kind} at {path}: no such device; plug it in, name its port "
                                     f"({scheme}:/dev/ttyACMn), or use --controller demo")
 
@@ -147,18 +164,6 @@ def _open_demo(arg: str | None, opts: OpenOptions) -> Controller:
     if arg:
         raise ControllerSpecError(f"demo takes no argument, got 'demo:{arg}'")
     return DemoController(opts.clock)
-
-
-@register_scheme("mouse", "mouse")
-def _open_mouse(arg: str | None, opts: OpenOptions) -> Controller:
-    try:
-        mouse = importlib.import_module("controllers.mouse")
-    except ModuleNotFoundError as err:
-        if err.name != "controllers.mouse":
-            raise
-        raise ControllerUnavailable("the mouse controller is not available in this build; "
-                                    "use --controller demo") from None
-    return mouse.open_mouse(arg, clock=opts.clock, profile=opts.profile, raw=opts.raw)
 
 
 def _camera_present() -> bool:

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass
 
 from controllers.base import Clock, ThreadedController
+from controllers.errors import ControllerUnavailable
 from controllers.filters import CameraConditioner
 from controllers.frame import ControlFrame
 
@@ -154,6 +156,56 @@ def parse_line(line: bytes | str) -> ParsedLine:
         return Skip("garbage")
 
 
+class FrameMarks:
+    """Which detections make up one video frame, from the MARK START / MARK STOP brackets (pure: times passed in).
+
+    Inside a marked frame several detections are several objects: only the largest is kept.
+    Outside one, every detection is its own frame. With `sermark Stop` (as STARTUP sets) each
+    STOP opens the next frame; a camera that sends START opens frames with it and closes them
+    with STOP. A frame open for several marker periods means the markers stopped (serout
+    restarted, sermark off): detections count alone again until the next marker.
+    """
+
+    def __init__(self) -> None:
+        self.inside = False  # in a marked frame
+        self.period: float | None = None  # smoothed time between STOPs: one video frame
+        self._opened_at = self._last_stop = -math.inf
+        self._starts = self._seen = False  # the camera sends MARK START too; a detection since the last marker
+        self._best = -1.0  # the largest object published in the current frame
+
+    def timeout(self) -> float:
+        """How long a marked frame may stay open: three video frames (unknown yet: 0.25 s), 50..500 ms."""
+        return 0.25 if self.period is None else min(0.5, max(0.05, 3.0 * self.period))
+
+    def detection(self, size: float, now: float) -> bool:
+        """A detection of `size` at `now`; True when it is to be published."""
+        if self.inside and now - self._opened_at > self.timeout():
+            self.inside = False  # no marker for several frames: the camera stopped marking
+        first, self._seen = not self._seen, True
+        if self.inside and not (first or size > self._best):
+            return False
+        self._best = max(self._best, size)
+        return True
+
+    def marker(self, kind: str, now: float) -> bool:
+        """A MARK START or STOP at `now`; True when it ends a frame that held no detection (the hand is lost)."""
+        if kind == "START":
+            self._starts = True
+            self._open(now)
+            return False
+        empty = not self._seen
+        interval = now - self._last_stop
+        if 0.0 < interval < 1.0:  # a running camera; longer gaps are pauses, not frames
+            self.period = interval if self.period is None else 0.8 * self.period + 0.2 * interval
+        self._last_stop = now
+        self._open(now)  # with START markers, STOP closes the frame instead
+        self.inside = not self._starts
+        return empty
+
+    def _open(self, now: float) -> None:
+        self.inside, self._seen, self._best, self._opened_at = True, False, -1.0, now
+
+
 class LineBuffer:
     """Splits a byte stream into lines; caps memory at `max_len` bytes per line.
 
@@ -199,6 +251,14 @@ class LineBuffer:
         self._discarding = False
 
 
+def check_port(path: str) -> None:
+    """Refuse a port that is not there at start (relative paths too), in one line; later losses are retried."""
+    if not os.path.exists(path) or os.path.isdir(path):
+        where = path if os.path.isabs(path) else f"{path} ({os.path.abspath(path)})"
+        raise ControllerUnavailable(f"no JeVois at {where}: no such device; plug it in, name its port "
+                                    "(jevois:/dev/ttyACMn), or use --controller demo")
+
+
 class JeVoisController(ThreadedController):
     """Frames from a JeVois camera on a serial port; survives unplug and replug.
 
@@ -210,18 +270,10 @@ class JeVoisController(ThreadedController):
     it is reopened with backoff and the start-up is run again.
     """
 
-    def __init__(
-        self,
-        path: str = "/dev/ttyACM0",
-        *,
-        clock: Clock,
-        reach=None,
-        raw: bool = False,
-        lost_after_s: float = 0.5,
-        reply_timeout_s: float = 1.0,
-        module_load_timeout_s: float = 5.0,
-        baudrate: int = 115200,
-    ) -> None:
+    def __init__(self, path: str = "/dev/ttyACM0", *, clock: Clock, reach=None, raw: bool = False,
+                 lost_after_s: float = 0.5, reply_timeout_s: float = 1.0, module_load_timeout_s: float = 5.0,
+                 baudrate: int = 115200) -> None:
+        check_port(path)
         super().__init__(clock, f"jevois:{path}")
         self.path = path
         self.baudrate = baudrate
@@ -236,9 +288,7 @@ class JeVoisController(ThreadedController):
         self._reply: Skip | None = None
         self._present = False
         self._last_detection_t = -math.inf
-        self._seen_in_video_frame = False
-        self._markers_seen = False  # without sermark every detection is its own video frame
-        self._best_size = -1.0
+        self._marks = FrameMarks()
         self._ever_connected = False
         self._missing_logged = False
         self.start()
@@ -325,20 +375,12 @@ class JeVoisController(ThreadedController):
         self.counters.inc("lines")
         if isinstance(parsed, Detection):
             self.counters.inc("detections")
-            if now - self._last_detection_t > 0.05:
-                self._seen_in_video_frame = False  # a MARK STOP went missing: this is a new video frame
             self._last_detection_t = now
-            size = parsed.size if parsed.size is not None else 0.0
-            if not self._markers_seen or not self._seen_in_video_frame or size > self._best_size:
-                self._publish(parsed, now)  # several objects in one marked video frame: keep the largest
-            self._seen_in_video_frame = True
-            self._best_size = max(self._best_size, size)
+            if self._marks.detection(parsed.size if parsed.size is not None else 0.0, now):
+                self._publish(parsed, now)
         elif isinstance(parsed, Marker):
-            self._markers_seen = True
-            if parsed.kind == "STOP" and not self._seen_in_video_frame and self._present:
+            if self._marks.marker(parsed.kind, now) and self._present:
                 self._hand_lost(now)
-            self._seen_in_video_frame = False
-            self._best_size = -1.0
         elif parsed.reason in ("ok", "alive", "err"):
             self._reply = parsed
         elif parsed.reason not in ("blank", "log"):

@@ -7,6 +7,10 @@ from the start, absent axes null or omitted.
 Both controllers here are pure functions of the clock: the frame at time t is
 `f(t - t0)`. That makes renders reproducible (an offline render with a fake clock
 sees exactly the same frames every time) and needs no thread.
+
+A take may come from anywhere, so every frame is checked at load (`check_record`): a pose
+that is a list would end play mid-song, a frame at t = 1e12 would make `render` run for
+ever, and a FIFO would hang the start. Each is one line naming the file and line.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import os
+import stat
 import time
 from pathlib import Path
 
@@ -24,6 +30,11 @@ from controllers.frame import ControlFrame
 DEMO_RATE_HZ = 60.0
 DEMO_CYCLE_S = 30.0
 DEMO_POSES = ("rest", "wave_in", "wave_out")
+MAX_TAKE_S = 24 * 3600.0  # no frame later than a day: render runs for the take's length
+MIN_TAKE_S = -60.0  # frames read just before the session's t0 are stamped slightly negative
+MAX_BACKSTEP_S = 1.0  # frames may be written a little out of order; further back is not a recording
+MAX_TAKE_BYTES = 256 * 2**20  # ~6 h of 60 fps frames with EMG; read whole into memory
+MAX_POSE_LEN = 64
 
 
 class FrameRecorder:
@@ -52,18 +63,65 @@ class FrameRecorder:
         self.close()
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_record(record: object) -> None:
+    """Raise ValueError naming the first field of a JSONL record that a control frame cannot hold."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object per line, got {type(record).__name__}")
+    t = record.get("t")
+    if not (_is_number(t) and MIN_TAKE_S <= t <= MAX_TAKE_S):
+        raise ValueError(f"t must be a finite number of seconds in [{MIN_TAKE_S:g}, {MAX_TAKE_S:g}], got {t!r:.40}")
+    if not isinstance(record.get("present", True), bool):
+        raise ValueError(f"present must be true or false, got {record['present']!r:.40}")
+    for axis in ("x", "y", "size"):
+        value = record.get(axis)
+        if value is not None and not _is_number(value):
+            raise ValueError(f"{axis} must be a finite number or null, got {value!r:.40}")
+    emg = record.get("emg")
+    if emg is not None and not (isinstance(emg, list) and len(emg) == 8 and all(_is_number(v) for v in emg)):
+        raise ValueError(f"emg must be a list of 8 finite numbers or null, got {emg!r:.60}")
+    pose = record.get("pose")
+    if pose is not None and not (isinstance(pose, str) and len(pose) <= MAX_POSE_LEN):
+        raise ValueError(f"pose must be a name (a string of up to {MAX_POSE_LEN} characters) or null, got {pose!r:.40}")
+
+
+def _open_take(path: Path):
+    """Open a take for reading; a FIFO, device or folder is refused before a read could block."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO must not wait for a writer
+    except OSError as err:
+        raise ControllerUnavailable(f"cannot read recording {path}: {err.strerror or err}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TAKE_BYTES:
+        os.close(fd)
+        why = "not a regular file (a FIFO, device or folder)" if not stat.S_ISREG(info.st_mode) else \
+            f"{info.st_size / 2**20:.0f} MB, more than a take can be ({MAX_TAKE_BYTES // 2**20} MB)"
+        raise ControllerUnavailable(f"cannot read recording {path}: {why}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, encoding="utf-8")
+
+
 def read_jsonl(path: str | Path) -> list[ControlFrame]:
-    """All frames of a JSONL recording (t relative to its start), sorted by time."""
+    """All frames of a JSONL recording (t relative to its start), checked and sorted by time."""
     path = Path(path)
     frames = []
+    latest = -math.inf
     try:
-        with open(path, encoding="utf-8") as f:
+        with _open_take(path) as f:
             for number, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
-                    frames.append(ControlFrame.from_json(json.loads(line)))
-                except (ValueError, KeyError, TypeError, AttributeError) as err:
+                    record = json.loads(line)
+                    check_record(record)
+                    if record["t"] < latest - MAX_BACKSTEP_S:
+                        raise ValueError(f"t goes back from {latest:g} to {record['t']:g} s")
+                    latest = max(latest, record["t"])
+                    frames.append(ControlFrame.from_json(record))
+                except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as err:
                     raise ControllerUnavailable(f"{path}:{number}: not a control frame ({err})") from None
     except OSError as err:
         raise ControllerUnavailable(f"cannot read recording {path}: {err.strerror or err}") from None
@@ -120,7 +178,7 @@ class ReplayController(_ClockedSource):
         self.recorded = read_jsonl(path)
         super().__init__(clock)
         self._times = [fr.t for fr in self.recorded]
-        self.duration = self._times[-1]
+        self.duration = max(0.0, self._times[-1])  # the take's real length: at most MAX_TAKE_S
 
     def frame_at(self, now: float) -> ControlFrame:
         """The recorded frame in effect at `now`, stamped `t0 + its recorded time`."""

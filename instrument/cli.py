@@ -11,6 +11,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 
 from instrument import __version__
 from instrument.errors import UsageError
@@ -67,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(selected if selected in COMMANDS else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:  # raised by the flag types below: one line, as from the commands
+        print(f"instrument {selected}: error: {err}", file=sys.stderr)
+        return 2
     if args.command is None:
         parser.print_help()
         return 0
@@ -86,9 +91,36 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+# -- flag types: argparse `type=` helpers whose errors are one line (UsageError), not usage + error
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range; a larger one used to be blamed on --model
+
+
+def seed_arg(text: str) -> int:
+    """`--seed`: a whole number in 0..2**63-1."""
+    try:
+        seed = int(text.strip())
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be a whole number in 0..{MAX_SEED}, got {text!r:.40}")
+    return seed
+
+
+def port_name_arg(flag: str) -> Callable[[str], str]:
+    """A type for a MIDI port flag (`--port`, `--connect`, `--midi-in`): a name that is not empty."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise UsageError(f"{flag} needs a port name, got {text!r} (`instrument ports` lists them)")
+        return text
+
+    return parse
+
+
 # Errors the user can fix, raised below the command modules: (module, class). Their messages are
 # one line naming the file or device. Looked up only in modules already imported (no torch at --help).
-DOMAIN_ERRORS = (("models.checkpoint", "CheckpointError"), ("controllers.errors", "ControllerError"))
+DOMAIN_ERRORS = (("models.checkpoint", "CheckpointError"), ("models.errors", "ModelError"),
+                 ("controllers.errors", "ControllerError"))
 
 
 def _is_domain_error(err: Exception) -> bool:

@@ -1,44 +1,38 @@
-"""The engine: the instrument's only loop, and its generation thread.
+"""The engine: the instrument's sending loop.
 
-Every tick (the sending loop, on the caller's thread):
-  1. poll the controller's latest frame;
-  2. map it to Controls; if they moved past `rollback_threshold` since the controls
-     the future was generated under, ask for a ROLLBACK;
-  3. (generation thread) keep the generated-but-unsent future at least `lookahead_s`
-     ahead of the playhead;
-  4. send every message whose deadline has come, to every sink.
+Every tick (on the caller's thread):
+  1. poll the controller's latest frame, map it to Controls and hand them to the
+     generation (`Generation.steer`), which may ask for a rollback;
+  2. (inline mode only) let the generation fill the future;
+  3. send every message whose deadline has come: through the note ledger (the one
+     record of what sounds), then to every sink.
 
 Deadlines are absolute session seconds (from `t0`), so nothing accumulates and the
 loop never drifts. The clock is injected: with `threaded=False` and a FakeClock the
-whole engine is deterministic (tests, `instrument render`).
+whole engine is deterministic (tests, `instrument render`). Build one with
+`instrument.session.build_engine`, which serves play, render and every benchmark.
 
-Rollback: after each model call the generator keeps a checkpoint (cursor, voice
-snapshot, performer snapshot). On a gesture it restores the newest checkpoint at or
-before the playhead, drops every unsent message after the playhead, and generates
-again under the new controls from "now": the change is heard after one model step
-instead of after the lookahead.
-
-Sending never waits for the model: generation runs on its own thread and hands
-messages over through the scheduler under a lock held only for list operations.
-`snapshot()` gives a monitor a cheap read-only view; the engine never waits for it.
+The future is made on the generation thread (`instrument/generation.py`); the two
+threads share the scheduler and the ledger under one lock, held only for list and
+dict operations. Silence is guaranteed in `run`'s finally: the ledger's panic (a
+note-off per sounding note, CC123 and CC120 once per channel) goes to every sink
+before they close.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from controllers.frame import ControlFrame
 from instrument.clock import make_realtime
 from instrument.controls import Controls
-from instrument.performer import HeldNotes, Performer
+from instrument.generation import Generation
+from instrument.ledger import NoteLedger
 from instrument.scheduler import Scheduler, TimedMessage
 from instrument.stats import Samples
-
 
 RT_PRIORITY = 8  # SCHED_FIFO priority of the sending thread (JACK's own runs at 10)
 
@@ -54,6 +48,9 @@ class EngineConfig:
     lookahead_s: float = 0.2  # generated future kept ahead of the playhead
     poll_s: float = 0.001  # controller poll period (bounds the control -> note delay)
     rollback_threshold: float = 0.25  # control_distance that triggers a rollback (inf: never)
+    min_rollback_s: float = 0.25  # at least this long between two rollbacks (small moves steer instead)
+    strike_threshold: float = 0.5  # control_distance at which a rollback also strikes a note at once
+    restart_margin_s: float = 0.002  # a regenerated future starts this far after the playhead (no late notes)
     tempo: float = 120.0  # bpm; time shifts are scaled by 120 / tempo
     channel: int = 0  # MIDI channel of the notes (0-based)
     max_note_s: float = 4.0  # no note sounds longer
@@ -80,29 +77,12 @@ class EngineSnapshot:
     controller: dict = field(default_factory=dict)
 
 
-def control_distance(a: Controls, b: Controls) -> float:
-    """How different two controls sound: 1 = an octave, a doubled density, a new key, theme or EMG range."""
-
-    def term(x, y, f) -> float:
-        if x is None or y is None:
-            return 0.0 if x is y else 1.0
-        return f(x, y)
-
-    return max(
-        term(a.register, b.register, lambda x, y: abs(x - y) / 12.0),
-        term(a.density, b.density, lambda x, y: abs(math.log2(max(x, 1e-3) / max(y, 1e-3)))),
-        term(a.key_histogram, b.key_histogram, lambda x, y: 0.5 * sum(abs(p - q) for p, q in zip(x, y))),
-        term(a.noise_slots, b.noise_slots, lambda x, y: max((abs(p - q) for p, q in zip(x, y)), default=0.0) / 2.0),
-        0.0 if a.theme == b.theme else 1.0,
-    )
-
-
 class Engine:
-    """Controller -> mapping -> voice -> performer -> scheduler -> sinks, on one clock."""
+    """Controller -> mapping -> generation -> ledger -> sinks, on one clock."""
 
-    def __init__(self, voice, controller, mapping, sinks: Sequence, clock, config: EngineConfig | None = None,
-                 *, midi_clock=None, tempo_source=None, midi_in=None,
-                 on_frames: Callable[[list[ControlFrame]], None] | None = None,
+    def __init__(self, voice, controller, mapping, sinks: Sequence, clock, config: EngineConfig | None = None, *,
+                 listens: frozenset[str] | None = None, grid: bool = False, midi_clock=None, tempo_source=None,
+                 midi_in=None, on_frames: Callable[[list[ControlFrame]], None] | None = None,
                  on_event: Callable[..., None] | None = None, midi_status: Callable[[], str] | None = None) -> None:
         self.voice, self.controller, self.mapping = voice, controller, mapping
         self.sinks = list(sinks)
@@ -112,55 +92,45 @@ class Engine:
         self.on_frames = on_frames
         self.on_event = on_event or (lambda kind, **fields: None)
         self.midi_status = midi_status or (lambda: "")
-        self.performer = Performer(config.channel, config.max_note_s, tempo=config.tempo)
-        # a chunk voice regenerates whole bars: after a rollback, keep its grid rather than squash the past
-        self.performer.skip_late_onsets = bool(getattr(voice, "keeps_grid", False))
+        self.ledger = NoteLedger()
         self.scheduler = Scheduler()
-        self.held = HeldNotes()
-        self.t0 = 0.0
-        self.horizon = 0.0
-        self.error: BaseException | None = None
-        # statistics (seconds)
-        self.jitter, self.step_time, self.latency = Samples(), Samples(), Samples()
-        self.underruns = self.rollbacks = self.sent = self.late = 0
-        # hand-over between the sending loop and the generator
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # scheduler + ledger + rollback request
         self._stop = threading.Event()
         self._wake_sender, self._wake_gen = threading.Event(), threading.Event()
         self._sender_wake_at = 0.0
+        listens = listens if listens is not None else getattr(voice, "listens", None)  # None: every knob counts
+        self.generation = Generation(voice, listens, config, clock, self.scheduler, self.ledger, self._lock,
+                                     grid=grid, on_pushed=self._pushed, on_event=self.on_event)
+        self.t0 = 0.0
+        self.error: BaseException | None = None
+        self.jitter, self.latency = Samples(), Samples()
+        self.sent = 0
         self._frame: ControlFrame | None = None
-        self._controls = Controls()  # newest mapped controls
-        self._gen_controls = Controls()  # controls at the last rollback (rollback hysteresis)
-        self._voice_controls: Controls | None = None
-        self._rollback_request: tuple[int, Controls] | None = None
-        self._epoch = 0
-        self._pending_frame_t: float | None = None  # session time of the gesture awaiting its first note
-        self._checkpoints: deque = deque()
-        self._in_underrun = True  # the first fill starts from nothing: not an underrun
+        self._controls = Controls()
+        self._pending_gesture: tuple[int, float] | None = None  # (epoch, session time) awaiting its first note
         self._thread: threading.Thread | None = None
-        # for the monitor and the recorder
-        self._notes: deque[list] = deque(maxlen=4096)
-        self._sounding: dict[tuple[int, int], list] = {}
         self._frames_to_record: list[ControlFrame] = []
         self._recorded_t = -math.inf
         self._recorded_present: bool | None = None
         self._last_maintain = 0.0
         self._controller_connected: int | None = None
         self._stats_cache: tuple[float, dict] = (-1.0, {})
+        self._silenced = False
+        self._clock_leads = False  # a followed MIDI clock sets the tempo (until it stops)
+        self.stuck_at_stop = self.ended_by_stop = 0
         self.realtime = False
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        """Fix the session start, take the first frame, start the generator thread."""
+        """Fix the session start, take the first frame, start the generation thread."""
         self.t0 = self.clock.now()
         self._stats_cache = (-1.0, {})  # a snapshot taken before start measured from another origin
-        self._checkpoints.append((0.0, self.voice.snapshot(), self.performer.snapshot()))
-        self._gen_controls = self.mapping.map(self.controller.latest())  # the first controls: no rollback
+        self.generation.start(self.t0, self.mapping.map(self.controller.latest()))  # the first controls: no rollback
         self._poll(0.0)
         self.on_event("start", t0_monotonic=self.t0, model=self.voice.name, device=self.voice.device)
         self.realtime = self.config.realtime and make_realtime(RT_PRIORITY)
         if self.config.threaded:
-            self._thread = threading.Thread(target=self._generate_forever, name="generator", daemon=True)
+            self._thread = threading.Thread(target=self._generate, name="generator", daemon=True)
             self._thread.start()
 
     def run(self, duration: float | None = None) -> None:
@@ -184,13 +154,21 @@ class Engine:
         self._wake_gen.set()
 
     def shutdown(self) -> None:
-        """Stop generating, silence every note sent (note-offs, CC123, CC120), close the sinks."""
+        """Stop generating, silence every note sent (ledger panic, once), close the sinks (idempotent)."""
         self._stop.set()
         self._wake_gen.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
+        if self._silenced:
+            return
+        self._silenced = True
         t = self.clock.now() - self.t0
-        self._broadcast(self.held.panic(), t)
+        with self._lock:
+            # notes only this final panic ends, although the cap should have: stuck notes (must be 0)
+            self.stuck_at_stop = self.ledger.older_than(t, self.config.max_note_s + 0.05)
+            self.ended_by_stop = len(self.ledger)
+            silence = self.ledger.panic(t)
+        self._broadcast(silence, t)
         if self.midi_clock is not None:
             self._broadcast(self.midi_clock.stop(), t, clock_only=True)
         for sink in self.sinks:
@@ -201,6 +179,15 @@ class Engine:
         self._flush_frames()
         self.on_event("stop", t=round(t, 6), **self.stats())
 
+    def _generate(self) -> None:
+        if self.realtime:
+            make_realtime(RT_PRIORITY - 1)
+        self.generation.run_forever(self._stop, self._wake_gen, self._fail)
+
+    def _fail(self, err: BaseException) -> None:
+        self.error = err
+        self.request_stop()
+
     # ------------------------------------------------------------------ the tick
     def tick(self) -> float:
         """One pass: poll, map, (inline: generate), send what is due. Returns the session time."""
@@ -209,9 +196,18 @@ class Engine:
         if self.midi_in is not None:
             self._midi_in(self.midi_in.poll())
         if self.tempo_source is not None:
-            self._follow_tempo(self.tempo_source.tempo())
+            bpm = self.tempo_source.tempo()  # clamped 20..300 and smoothed; None once the clock stops
+            if bpm is not None:
+                self._clock_leads = True
+                self._follow_tempo(bpm)
+            elif self._clock_leads:  # the DAW stopped: back to the set tempo (FollowClock logged clock_stopped)
+                self._clock_leads = False
+                self._follow_tempo(self.config.tempo)
         if not self.config.threaded:
-            self._fill_safely(now)
+            try:
+                self.generation.fill(now, self._stop)
+            except Exception as err:  # noqa: BLE001 - reported by run() once the engine is silent
+                self._fail(err)
         self._send_due()
         if self.midi_clock is not None:
             self._broadcast(self.midi_clock.due(self.clock.now() - self.t0), now, clock_only=True)
@@ -231,9 +227,16 @@ class Engine:
         self.clock.wait(self._wake_sender, self.t0 + wake)
         self._wake_sender.clear()
 
+    def _pushed(self, first_deadline: float) -> None:
+        """The generation pushed messages: wake the sender if the first is due before it planned to wake."""
+        if first_deadline < self._sender_wake_at:
+            self._wake_sender.set()
+
     def _poll(self, now: float) -> None:
         frame = self.controller.latest()
         if self._frame is not None and frame.t == self._frame.t:
+            if self.generation.deferred:  # a rollback waited for min_rollback_s: ask again
+                self._steer(self._controls, now)
             return
         self._frame = frame
         controls = self.mapping.map(frame)
@@ -241,54 +244,42 @@ class Engine:
         if frame.t - self._recorded_t >= self.config.record_frame_s or frame.present != self._recorded_present:
             self._recorded_t, self._recorded_present = frame.t, frame.present  # a hand lost/found is never thinned out
             self._frames_to_record.append(frame)
-        if control_distance(controls, self._gen_controls) > self.config.rollback_threshold:
-            self._gen_controls = controls
-            with self._lock:
-                self._epoch += 1
-                self._rollback_request = (self._epoch, controls)
-            self._pending_frame_t = frame.t - self.t0
+        self._steer(controls, frame.t - self.t0)
+
+    def _steer(self, controls: Controls, gesture_t: float) -> None:
+        epoch = self.generation.steer(controls, gesture_t)
+        if epoch is not None:
+            self._pending_gesture = (epoch, gesture_t)
             self._wake_gen.set()
 
     def _send_due(self) -> None:
+        now = self.clock.now() - self.t0
         with self._lock:
-            due = self.scheduler.due(self.clock.now() - self.t0)
-        for item in due:
-            self._send(item)
+            due = self.scheduler.due(now)
+            if not due:
+                return
+            admitted = [(item, self.ledger.admit(item.message, now)) for item in due]
+        for item, messages in admitted:
+            for message in messages:
+                self._send(item, message)
 
-    def _send(self, item: TimedMessage) -> None:
-        message = item.message
+    def _send(self, item: TimedMessage, message) -> None:
         t = self.clock.now() - self.t0
         for sink in self.sinks:
             sink.send(message, t)
         self.sent += 1
-        if item.late:
-            self.late += 1
-        else:
+        if not item.late:
             self.jitter.add(t - item.deadline)
-        if message.type == "note_on" and item.epoch == self._epoch and self._pending_frame_t is not None:
-            self.latency.add(t - self._pending_frame_t - item.music_wait)
-            self._pending_frame_t = None
-        self._account(message, t)
-
-    def _account(self, message, t: float) -> None:
-        """Track what is sounding (for panic) and the notes sent (for the monitor's roll)."""
-        self.held.update(message)
-        if message.type == "note_on" and message.velocity > 0:
-            record = [message.note, message.velocity, t, None]
-            self._sounding[(message.channel, message.note)] = record
-            self._notes.append(record)
-        elif message.type in ("note_off", "note_on"):
-            record = self._sounding.pop((message.channel, message.note), None)
-            if record is not None:
-                record[3] = t
+        pending = self._pending_gesture
+        if pending is not None and message.type == "note_on" and item.epoch == pending[0]:
+            self.latency.add(t - pending[1] - item.music_wait)
+            self._pending_gesture = None
 
     def _broadcast(self, messages, t: float, clock_only: bool = False) -> None:
         for message in messages:
             for sink in self.sinks:
                 if not clock_only or sink.wants_clock:
                     sink.send(message, t)
-            if not clock_only:
-                self._account(message, t)
 
     def _maintain(self, now: float) -> None:
         self._last_maintain = now
@@ -309,127 +300,76 @@ class Engine:
     def _midi_in(self, actions: list[tuple[str, float]]) -> None:
         for action, value in actions:
             if action == "temperature":
-                self.voice.temperature = value
+                self.generation.temperature = value  # hand-off: applied before the next model step
             elif action == "tempo":
                 self._follow_tempo(value)
             elif action == "panic":
                 self.panic()
 
     def _follow_tempo(self, bpm: float | None) -> None:
-        if bpm and abs(bpm - self.performer.tempo) > 0.5:
-            self.performer.tempo = bpm
+        if bpm and abs(bpm - self.generation.tempo) > 0.5:
+            self.generation.tempo = bpm  # hand-off: the performer reads it before the next model step
             if self.midi_clock is not None:
                 self.midi_clock.set_tempo(bpm)
 
     def panic(self) -> None:
         """Silence now and regenerate from the playhead (MIDI-in panic button)."""
-        self._broadcast(self.held.panic(), self.clock.now() - self.t0)
+        t = self.clock.now() - self.t0
         with self._lock:
-            self._epoch += 1
-            self._rollback_request = (self._epoch, self._controls)
+            silence = self.ledger.panic(t)
+        self._broadcast(silence, t)
+        self.generation.request_rollback(self._controls, t)
         self._wake_gen.set()
 
-    # ------------------------------------------------------------------ generation
-    def _generate_forever(self) -> None:
-        if self.realtime:
-            make_realtime(RT_PRIORITY - 1)
-        while not self._stop.is_set():
-            self._wake_gen.clear()
-            now = self.clock.now() - self.t0
-            if not self._fill_safely(now):
-                return
-            # sleep until the future runs short, or a gesture asks for a rollback
-            wake = min(self.performer.horizon - self.config.lookahead_s / 2, now + 0.05)
-            self.clock.wait(self._wake_gen, self.t0 + max(wake, now + 0.0005))
-
-    def _fill_safely(self, now: float) -> bool:
-        """`_fill`, turning a model exception into a clean stop (run() raises it as EngineError)."""
-        try:
-            self._fill(now)
-            return True
-        except Exception as err:  # noqa: BLE001 - reported by run() once the engine is silent
-            self.error = err
-            self.request_stop()
-            return False
-
-    def _fill(self, now: float) -> None:
-        """Generate until the future reaches now + lookahead (or a new gesture arrives)."""
-        with self._lock:
-            request, self._rollback_request = self._rollback_request, None
-        if request is not None:
-            self._rollback(*request)
-        performer, voice = self.performer, self.voice
-        if performer.horizon < now:
-            if not self._in_underrun:
-                self.underruns += 1
-                self._in_underrun = True
-        target = now + self.config.lookahead_s
-        while performer.cursor < target and not self._stop.is_set():
-            if self._rollback_request is not None:
-                return
-            controls = self._controls
-            if controls is not self._voice_controls:
-                voice.set_controls(controls)
-                self._voice_controls = controls
-            started = time.perf_counter()
-            events = voice.next_events()
-            self.step_time.add(time.perf_counter() - started)
-            messages: list[TimedMessage] = []
-            for event in events:
-                messages += performer.perform(event, voice.seconds_per_shift)
-            gen_now = self.clock.now() - self.t0
-            with self._lock:
-                for item in messages:
-                    item.late = item.deadline < gen_now
-                    self.scheduler.push(item)
-                self._checkpoints.append((performer.cursor, voice.snapshot(), performer.snapshot()))
-                self.horizon = performer.horizon
-            if messages and messages[0].deadline < self._sender_wake_at:
-                self._wake_sender.set()
-        self._in_underrun = False
-        checkpoints = self._checkpoints
-        while len(checkpoints) > 1 and checkpoints[1][0] <= now:
-            checkpoints.popleft()
-
-    def _rollback(self, epoch: int, controls: Controls) -> None:
-        """Restore the newest checkpoint at or before the playhead; drop the unsent future."""
-        with self._lock:
-            now = self.clock.now() - self.t0
-            checkpoints = self._checkpoints
-            while len(checkpoints) > 1 and checkpoints[-1][0] > now:
-                checkpoints.pop()
-            _, voice_state, performer_state = checkpoints[-1]
-            self.scheduler.drop_after(now)
-            self.performer.restore(performer_state, not_before=now)
-            self.performer.begin_epoch(epoch, now)
-            self.horizon = self.performer.horizon
-        self.voice.restore(voice_state)
-        self.voice.set_controls(controls)
-        self._voice_controls = controls
-        self.rollbacks += 1
-
     # ------------------------------------------------------------------ views
+    @property
+    def performer(self):
+        """The generation's performer (tests and the monitor read its tempo)."""
+        return self.generation.performer
+
+    @property
+    def rollbacks(self) -> int:
+        """Rollbacks so far."""
+        return self.generation.rollbacks
+
+    @property
+    def underruns(self) -> int:
+        """Times the future ran out before the playhead."""
+        return self.generation.underruns
+
+    @property
+    def late(self) -> int:
+        """Messages made for a moment already past (must stay 0)."""
+        return self.generation.late
+
+    @property
+    def horizon(self) -> float:
+        """The end of the generated future (session seconds)."""
+        return self.generation.horizon
+
     def stats(self) -> dict:
         """Latency, jitter, step time (ms) and counters so far."""
+        g = self.generation
         return {
             **self.latency.summary_ms("control_to_note"),
             **self.jitter.summary_ms("jitter"),
-            **self.step_time.summary_ms("step"),
-            "underruns": self.underruns, "rollbacks": self.rollbacks, "sent": self.sent, "late": self.late,
+            **g.step_time.summary_ms("step"),
+            "underruns": g.underruns, "rollbacks": g.rollbacks, "strikes": g.strikes, "sent": self.sent, "late": g.late,
+            "restrikes": self.ledger.restrikes, "orphan_offs": self.ledger.orphan_offs,
+            "stuck_at_stop": self.stuck_at_stop,
             "device": self.voice.device, "realtime": self.realtime,
         }
 
     def snapshot(self) -> EngineSnapshot:
         """A consistent-enough copy of what a monitor shows; never blocks the engine."""
         now = self.clock.now() - self.t0
-        since = now - self.config.keep_notes_s
-        notes = tuple(tuple(r) for r in tuple(self._notes) if r[3] is None or r[3] >= since)
+        notes = self.ledger.recent(now - self.config.keep_notes_s)
         cached_at, stats = self._stats_cache
         if now - cached_at > 0.5:
             stats = self.stats()
             self._stats_cache = (now, stats)
         return EngineSnapshot(
             t=now, horizon=self.horizon, frame=self._frame, controls=self._controls, notes=notes,
-            tempo=self.performer.tempo, model=self.voice.name, device=self.voice.device,
+            tempo=self.generation.tempo, model=self.voice.name, device=self.voice.device,
             midi=self.midi_status(), stats=stats, controller=self.controller.stats(),
         )

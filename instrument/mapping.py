@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -23,8 +23,28 @@ from controllers.frame import ControlFrame
 from instrument.controls import Controls
 from instrument.errors import UsageError
 
-SCALAR_AXES = ("x", "y", "size") + tuple(f"emg{i}" for i in range(8))
+# Frame axes in [0, 1]: the hand's x, y and size, each EMG channel, and two EMG summaries: `emg` (the mean
+# of the 8 envelopes: how hard the forearm works) and `emg_balance` (channels 0-3 against 4-7, 0.5 = even).
+SCALAR_AXES = ("x", "y", "size") + tuple(f"emg{i}" for i in range(8)) + ("emg", "emg_balance")
 _AXIS_KEYS = {"axis", "range", "curve", "dead_zone", "invert", "neutral"}
+# What each target's range may span: (low, high, low inclusive?, units). A value outside would
+# crash or silence the voice mid-song (a NaN probability, a density of 5000 notes/s), so it is
+# refused at load. Targets not listed get only the sanity bound.
+TARGET_LIMITS: dict[str, tuple[float, float, bool, str]] = {
+    "register": (0.0, 127.0, True, "MIDI pitch"),
+    "density": (0.0, 50.0, False, "note-ons per second"),
+    "noise_slots": (-10.0, 10.0, True, "noise units"),
+    "velocity": (1.0, 127.0, True, "MIDI velocity"),
+    "transpose": (-48.0, 48.0, True, "semitones"),
+    "temperature": (0.0, 5.0, False, "sampling temperature"),
+    "flip_rate": (0.0, 16.0, True, "code bits per step"),
+    "jump": (0.0, 1.0, True, "trigger level"),
+    "theme_capture": (0.0, 1.0, True, "trigger level"),
+    "reset_p": (0.0, 1.0, True, "probability"),
+}
+SCALAR_TARGETS = tuple(name for name in TARGET_LIMITS if name != "noise_slots")  # sections that map one axis
+SANITY_BOUND = 1e6  # any other mapped number: |v| <= this, so (hi - lo) * u never overflows
+MAX_GLIDE_S = 60.0
 
 
 class MappingError(UsageError):
@@ -90,8 +110,7 @@ class LostPolicy:
 class Mapping:
     """Frames to controls; build with `from_toml(path)` or `default()`."""
 
-    register: AxisMap | None = None
-    density: AxisMap | None = None
+    scalars: dict[str, AxisMap] = field(default_factory=dict)  # target name -> its axis map
     noise: AxisMap | None = None  # applied to each EMG channel
     noise_slots: tuple[int, ...] = ()  # EMG channel i -> slot noise_slots[i]
     poses: dict[str, str] | None = None  # None: pose does not drive theme
@@ -100,6 +119,25 @@ class Mapping:
 
     def __post_init__(self) -> None:
         self.reset()
+
+    @property
+    def register(self) -> AxisMap | None:
+        """The register target's axis map, if mapped."""
+        return self.scalars.get("register")
+
+    @property
+    def density(self) -> AxisMap | None:
+        """The density target's axis map, if mapped."""
+        return self.scalars.get("density")
+
+    def targets(self) -> frozenset[str]:
+        """The control names this mapping can set."""
+        names = set(self.scalars)
+        if self.noise is not None:
+            names.add("noise_slots")
+        if self.poses is not None:
+            names.add("theme")
+        return frozenset(names)
 
     def reset(self) -> None:
         """Forget the last controls (a new performance)."""
@@ -112,6 +150,12 @@ class Mapping:
         """The shipped default mapping (`instrument/default_mapping.toml`)."""
         text = resources.files("instrument").joinpath("default_mapping.toml").read_text(encoding="utf-8")
         return cls.from_text(text, "default_mapping.toml")
+
+    @classmethod
+    def packaged(cls, name: str) -> "Mapping":
+        """A mapping shipped with the voices (`instrument/voices/mappings/NAME`)."""
+        text = resources.files("instrument.voices").joinpath("mappings", name).read_text(encoding="utf-8")
+        return cls.from_text(text, name)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Mapping":
@@ -135,18 +179,23 @@ class Mapping:
 
     @classmethod
     def _from_dict(cls, data: dict, source: str) -> "Mapping":
-        unknown = set(data) - {"lost", "register", "density", "noise_slots", "theme"}
+        sections = ("lost", *SCALAR_TARGETS, "noise_slots", "theme")
+        unknown = set(data) - set(sections)
         if unknown:
-            raise ValueError(f"unknown section [{sorted(unknown)[0]}] (accepted: lost, register, density, noise_slots, theme)")
-        lost = data.get("lost", {})
-        policy = LostPolicy(mode=str(lost.get("mode", "glide")), glide_s=float(lost.get("glide_s", 2.0)))
-        if policy.mode not in ("hold", "glide") or not (policy.glide_s > 0 and math.isfinite(policy.glide_s)):
-            raise ValueError("[lost] mode must be 'hold' or 'glide' and glide_s > 0")
-        mapping = cls(lost=policy, source=source)
-        mapping.register = _axis_map(data.get("register"), "register")
-        mapping.density = _axis_map(data.get("density"), "density")
+            raise ValueError(f"unknown section [{sorted(unknown)[0]}] (accepted: {', '.join(sections)})")
+        lost = _table(data.get("lost", {}), "lost", {"mode", "glide_s"})
+        mode = lost.get("mode", "glide")
+        if mode not in ("hold", "glide"):
+            raise ValueError(f"[lost] mode must be 'hold' or 'glide', got {mode!r}")
+        glide_s = _number(lost.get("glide_s", 2.0), "[lost] glide_s")
+        if not 0.0 < glide_s <= MAX_GLIDE_S:
+            raise ValueError(f"[lost] glide_s must be > 0 and <= {MAX_GLIDE_S:g} s, got {glide_s:g}")
+        mapping = cls(lost=LostPolicy(mode=mode, glide_s=glide_s), source=source)
+        for name in SCALAR_TARGETS:
+            if name in data:
+                mapping.scalars[name] = _axis_map(data[name], name)
         if "noise_slots" in data:
-            table = dict(data["noise_slots"])
+            table = dict(_table(data["noise_slots"], "noise_slots", _AXIS_KEYS | {"slots"}))
             slots = table.pop("slots", list(range(8)))
             if table.get("axis", "emg") != "emg":
                 raise ValueError("[noise_slots] axis must be 'emg'")
@@ -156,10 +205,13 @@ class Mapping:
                 raise ValueError("[noise_slots] slots must list up to 8 slot numbers in 0..63")
             mapping.noise_slots = tuple(slots)
         if "theme" in data:
-            theme = data["theme"]
+            theme = _table(data["theme"], "theme", {"axis", "poses"})
             if theme.get("axis", "pose") != "pose":
                 raise ValueError("[theme] axis must be 'pose'")
-            mapping.poses = {str(k): str(v) for k, v in theme.get("poses", {}).items()}
+            poses = theme.get("poses", {})
+            if not (isinstance(poses, dict) and all(isinstance(v, str) for v in poses.values())):
+                raise ValueError(f"[theme] poses must be a table of pose = \"theme\" names, got {poses!r:.60}")
+            mapping.poses = dict(poses)
         return mapping
 
     # -- mapping -------------------------------------------------------------------
@@ -177,13 +229,8 @@ class Mapping:
         theme = None
         if self.poses is not None and frame.pose is not None:
             theme = self.poses.get(frame.pose, frame.pose)
-        controls = Controls(
-            register=self._scalar(self.register, frame),
-            density=self._scalar(self.density, frame),
-            noise_slots=noise,
-            theme=theme,
-            present=True,
-        )
+        scalars = {name: self._scalar(axis_map, frame) for name, axis_map in self.scalars.items()}
+        controls = Controls(present=True, noise_slots=noise, theme=theme, **scalars)
         self._last = controls
         return controls
 
@@ -191,8 +238,18 @@ class Mapping:
     def _scalar(axis_map: AxisMap | None, frame: ControlFrame) -> float | None:
         if axis_map is None:
             return None
-        if axis_map.axis.startswith("emg"):
-            value = frame.emg[int(axis_map.axis[3:])] if frame.emg is not None else None
+        axis = axis_map.axis
+        if axis.startswith("emg"):
+            emg = frame.emg
+            if emg is None:
+                return None
+            if axis == "emg":
+                value = sum(emg) / len(emg)
+            elif axis == "emg_balance":
+                half = len(emg) // 2
+                value = 0.5 + 0.5 * (sum(emg[:half]) - sum(emg[half:])) / max(half, 1)
+            else:
+                value = emg[int(axis[3:])]
         else:
             value = getattr(frame, axis_map.axis)
         return None if value is None else axis_map(value)
@@ -203,41 +260,68 @@ class Mapping:
         if self._lost_since is None:
             self._lost_since = t
         if self.lost.mode == "hold":
-            return replace(self._last, present=False)
+            return self._last.replace(present=False)
         a = min(1.0, max(0.0, (t - self._lost_since) / self.lost.glide_s))
-        glide = lambda v, m: None if v is None or m is None else v + (m.rest - v) * a  # noqa: E731
         last = self._last
+        glided = {name: v + (m.rest - v) * a for name, m in self.scalars.items() if (v := last.get(name)) is not None}
         noise = None if last.noise_slots is None else tuple(v + (self.noise.rest - v) * a for v in last.noise_slots)
-        return Controls(
-            register=glide(last.register, self.register),
-            density=glide(last.density, self.density),
-            key_histogram=last.key_histogram,
-            noise_slots=noise,
-            theme=last.theme,
-            present=False,
-        )
+        return last.replace(present=False, noise_slots=noise, **glided)
+
+
+def _table(value: object, section: str, keys: set[str]) -> dict:
+    """`value` as a TOML table with only `keys` (a list or string where a table belongs is named)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"[{section}] must be a table, got {type(value).__name__} {value!r:.40}")
+    unknown = set(value) - keys
+    if unknown:
+        raise ValueError(f"[{section}] unknown key {sorted(unknown)[0]!r} (accepted: {', '.join(sorted(keys))})")
+    return value
+
+
+def _number(value: object, key: str) -> float:
+    """`value` as a finite float; `key` names it in the error (bools and strings are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key} must be a number, got {value!r:.40}")
+    if not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_limits(section: str, key: str, value: float) -> None:
+    """Refuse a value outside what its target can play (TARGET_LIMITS) or the sanity bound."""
+    lo, hi, lo_inclusive, units = TARGET_LIMITS.get(section, (-SANITY_BOUND, SANITY_BOUND, True, "units"))
+    if not ((lo <= value if lo_inclusive else lo < value) and value <= hi):
+        bounds = f"{'[' if lo_inclusive else '('}{lo:g}, {hi:g}]"
+        raise ValueError(f"[{section}] {key} must lie in {bounds} ({units}), got {value:g}")
 
 
 def _axis_map(table: object, section: str) -> AxisMap | None:
     if table is None:
         return None
-    if not isinstance(table, dict):
-        raise ValueError(f"[{section}] must be a table")
-    unknown = set(table) - _AXIS_KEYS
-    if unknown:
-        raise ValueError(f"[{section}] unknown key {sorted(unknown)[0]!r} (accepted: {', '.join(sorted(_AXIS_KEYS))})")
+    table = _table(table, section, _AXIS_KEYS)
     axis = table.get("axis")
-    if axis not in SCALAR_AXES:
-        raise ValueError(f"[{section}] axis must be one of {', '.join(SCALAR_AXES)}; got {axis!r}")
+    if not isinstance(axis, str) or axis not in SCALAR_AXES:
+        raise ValueError(f"[{section}] axis must be one of {', '.join(SCALAR_AXES)}; got {axis!r:.40}")
     rng = table.get("range")
-    if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in rng)):
+    if not (isinstance(rng, list) and len(rng) == 2):
         raise ValueError(f"[{section}] range must be two numbers, e.g. [48, 84]")
+    lo, hi = (_number(v, f"[{section}] range") for v in rng)
+    for value in (lo, hi):
+        _check_limits(section, "range", value)
     neutral = table.get("neutral")
+    if neutral is not None:
+        neutral = _number(neutral, f"[{section}] neutral")
+        if not min(lo, hi) <= neutral <= max(lo, hi):
+            raise ValueError(f"[{section}] neutral must lie inside range [{lo:g}, {hi:g}], got {neutral:g}")
+    curve, invert = table.get("curve", "linear"), table.get("invert", False)
+    if not isinstance(curve, str):
+        raise ValueError(f"[{section}] curve must be a string (linear, smooth, exp, power:G), got {curve!r:.40}")
+    if not isinstance(invert, bool):
+        raise ValueError(f"[{section}] invert must be true or false, got {invert!r:.40}")
     try:
         return AxisMap(
-            axis=axis, lo=float(rng[0]), hi=float(rng[1]), curve=str(table.get("curve", "linear")),
-            dead_zone=float(table.get("dead_zone", 0.0)), invert=bool(table.get("invert", False)),
-            neutral=None if neutral is None else float(neutral),
+            axis=axis, lo=lo, hi=hi, curve=curve,
+            dead_zone=_number(table.get("dead_zone", 0.0), f"[{section}] dead_zone"), invert=invert, neutral=neutral,
         )
     except ValueError as err:
         raise ValueError(f"[{section}] {err}") from None

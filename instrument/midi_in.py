@@ -3,6 +3,8 @@
 Like magenta_midi's learn mode: `learn()` asks for each action in turn and takes the
 first control change that moves. The mapping is saved as JSON so the next session
 knows it. The rtmidi callback only enqueues; the engine drains the queue each tick.
+A saved mapping that cannot be used (not JSON, a CC outside 0..127, `1e400`) is one line
+naming the file, before any port is opened.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import os
 import time
 from collections import deque
 from pathlib import Path
+
+from instrument.errors import UsageError
 
 ACTIONS = ("temperature", "tempo", "panic")
 DEFAULT_CCS = {"temperature": 21, "tempo": 22, "panic": 64}  # first knobs of many keyboards; sustain pedal
@@ -41,8 +45,8 @@ class MidiInput:
 
         from instrument.midi_out import APIS, choose_api, find_port
 
+        self.ccs = dict(ccs or load_ccs())  # first: a broken file is named even without a MIDI system
         self.api = choose_api(api)
-        self.ccs = dict(ccs or load_ccs())
         self._queue: deque[tuple[int, int]] = deque(maxlen=1024)
         self._in = rtmidi.MidiIn(APIS[self.api], name="Deep Symphony in")
         self._in.open_port(find_port(self._in.get_ports(), port), "control in")
@@ -91,13 +95,28 @@ class MidiInput:
 
 
 def load_ccs(path: Path | None = None) -> dict[str, int]:
-    """The saved mapping, or the defaults."""
+    """The saved mapping (the actions it names), or the defaults when there is none; a broken file is a UsageError."""
     path = path or config_path()
+    fix = f"fix or delete it (defaults: {json.dumps(DEFAULT_CCS)})"
     try:
-        data = json.loads(path.read_text())
-        return {a: int(data[a]) for a in ACTIONS if a in data} or dict(DEFAULT_CCS)
-    except (OSError, ValueError, TypeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return dict(DEFAULT_CCS)
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as err:
+        raise UsageError(f"{path} is not valid JSON ({' '.join(str(err).split())[:80]}); {fix}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} must hold a JSON object of action -> CC number; {fix}")
+    ccs = {}
+    for action in ACTIONS:
+        if action not in data:
+            continue
+        cc = data[action]
+        if isinstance(cc, bool) or not isinstance(cc, int) or not 0 <= cc <= 127:
+            raise UsageError(f"{path}: {action} must be a CC number 0..127, got {cc!r:.40}; {fix}")
+        ccs[action] = cc
+    return ccs or dict(DEFAULT_CCS)
 
 
 def save_ccs(ccs: dict[str, int], path: Path | None = None) -> None:

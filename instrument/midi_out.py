@@ -26,7 +26,6 @@ import mido
 import rtmidi
 
 from instrument.errors import MidiUnavailable, UsageError
-from instrument.performer import HeldNotes
 
 DEFAULT_PORT_NAME = "Deep Symphony"
 APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK}
@@ -151,7 +150,6 @@ class MidiSink:
         self.on_status = on_status or (lambda kind, message: None)
         self.api: str | None = None
         self.status = "closed"
-        self.held = HeldNotes()
         self._out: rtmidi.MidiOut | None = None
         self._lock = threading.Lock()
         self._unchecked = 0
@@ -175,8 +173,7 @@ class MidiSink:
         return self.connect if self.connect else f"{self.port_name}:{self.port_name}" if self.api == "jack" else self.port_name
 
     def send(self, message: mido.Message, t: float) -> None:
-        """Send one message now (dropped, but tracked, while no MIDI system is there)."""
-        self.held.update(message)
+        """Send one message now (dropped while no MIDI system is there; the engine's ledger still tracks it)."""
         with self._lock:
             out = self._out
             if out is None:
@@ -192,16 +189,10 @@ class MidiSink:
     def maintain(self, now: float) -> None:
         """Nothing to do: the watchdog thread owns reconnection."""
 
-    def panic(self, t: float = 0.0) -> None:
-        """Explicit note-offs for what this sink sent, then CC123 + CC120 on its channels."""
-        for message in self.held.panic():
-            self.send(message, t)
-
     def close(self, t: float = 0.0) -> None:
-        """Silence everything sent, then close the port (idempotent)."""
+        """Close the port (idempotent). The engine has silenced it first, from its note ledger."""
         if self._stop.is_set():
             return
-        self.panic(t)
         self._stop.set()
         with self._lock:
             out, self._out = self._out, None
@@ -252,7 +243,6 @@ class MidiSink:
                 if self.api == "jack" and not jack_server_running():
                     continue
                 self._open()
-                self.held = HeldNotes()  # a new server has heard nothing of ours
                 self._report("midi_restored", f"MIDI is back: {self.status}")
             except (MidiUnavailable, UsageError, rtmidi.RtMidiError):
                 continue  # the server is still starting or the destination is not there yet
@@ -277,7 +267,7 @@ class FileSink:
 
     The file is a format-0 .mid whose end-of-track marker and track length are rewritten at
     every flush (once a second and at close), so a crash loses at most the last second and
-    never leaves a truncated file. At close, notes still on are ended at the close time.
+    never leaves a truncated file. The engine ends every sounding note (from its ledger) before close.
     """
 
     wants_clock = False
@@ -288,7 +278,6 @@ class FileSink:
         self.path = Path(path)
         self.ticks_per_second = ticks_per_beat * tempo_bpm / 60.0
         self.flush_s = flush_s
-        self.held = HeldNotes()
         self._pending = bytearray()
         self._last_tick = 0
         self._last_flush = 0.0
@@ -314,7 +303,6 @@ class FileSink:
         _write_varlen(self._pending, tick - self._last_tick)
         self._pending += bytes(message.bytes())
         self._last_tick = tick
-        self.held.update(message)
 
     def maintain(self, now: float) -> None:
         """Flush if the last flush is older than flush_s."""
@@ -338,13 +326,9 @@ class FileSink:
         self._pending.clear()
 
     def close(self, t: float | None = None) -> None:
-        """End notes still on (at `t`, default the last event), flush, sync and close."""
+        """Flush, sync and close (idempotent)."""
         if self._closed:
             return
-        end = self._last_tick / self.ticks_per_second if t is None else t
-        for message in self.held.panic():
-            if message.type == "note_off":
-                self.send(message, end)
         self.flush()
         os.fsync(self._file.fileno())
         self._file.close()

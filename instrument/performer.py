@@ -2,29 +2,35 @@
 
 The model speaks in events (NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY; models/events.py).
 The performer keeps a time cursor in session seconds and turns each event into zero
-or more `TimedMessage`s at that cursor. It also keeps the music sane whatever the
-model samples: a NOTE_OFF for a note that is not on is dropped, a NOTE_ON for a
+or more `TimedMessage`s at that cursor. It keeps the generated stream sane whatever
+the model samples: a NOTE_OFF for a note that is not on is dropped, a NOTE_ON for a
 note that is already on re-strikes it (note-off first), and no note lasts longer
 than `max_note_s`.
 
-Also here, because everything that silences notes belongs together:
-`HeldNotes` (what has really been sent and is still sounding) and `panic_messages`
-(explicit note-offs, then CC123 all-notes-off and CC120 all-sound-off).
+After a rollback (`resume`), the notes that really sound at the playhead are handed
+in, each with the end the dropped future had planned for it. The new future either
+ends such a note itself (its own NOTE_OFF or a re-strike) or the performer ends it at
+its planned end: a gesture changes what comes next, never what sounds now.
+
+Two ways to resume, chosen by the voice:
+- a streaming voice starts its new future at the playhead (plus a small margin, so
+  that no message is made for a moment already past);
+- a grid voice (whole bars) regenerates its bar from the bar start and keeps the
+  bar's grid: note events before the playhead are skipped, the first onset after it
+  falls on the next grid step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import mido
 
+from instrument.ledger import CC_ALL_NOTES_OFF, CC_ALL_SOUND_OFF  # noqa: F401 - re-exported for old imports
 from instrument.scheduler import TimedMessage
 from models.events import Event, EventType, bin_to_velocity
 
 REFERENCE_TEMPO = 120.0  # bpm at which a voice's time shifts play at their nominal length
-CC_ALL_SOUND_OFF = 120
-CC_ALL_NOTES_OFF = 123
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +46,7 @@ class Performer:
     """Places events on a session time line for one MIDI channel."""
 
     def __init__(self, channel: int = 0, max_note_s: float = 4.0, velocity: int = 80,
-                 tempo: float = REFERENCE_TEMPO) -> None:
+                 tempo: float = REFERENCE_TEMPO, grid: bool = False) -> None:
         if not 0 <= channel <= 15:
             raise ValueError(f"channel must be in range 0..15, got {channel}")
         if not max_note_s > 0:
@@ -50,11 +56,12 @@ class Performer:
         self.cursor = 0.0  # session seconds where the next event happens
         self.velocity = velocity
         self.tempo = float(tempo)
-        self.floor = float("-inf")  # no message is placed before this (the playhead at the last restore)
-        self.skip_late_onsets = False  # True: onsets before the floor are dropped (keep a bar grid) not delayed
+        self.grid = grid  # True: after a resume, skip note events before the playhead (keep the bar grid)
+        self.floor = float("-inf")  # no message is placed before this (the playhead at the last resume)
         self.epoch = 0
         self.epoch_start = 0.0  # session time the current control regime began
         self._open: dict[int, float] = {}  # pitch -> start
+        self._planned_end: dict[int, float] = {}  # pitch -> end the dropped future had planned (carried notes)
 
     # -- state ---------------------------------------------------------------------
     def snapshot(self) -> PerformerState:
@@ -62,15 +69,27 @@ class Performer:
         return PerformerState(self.cursor, self.velocity, tuple(self._open.items()))
 
     def restore(self, state: PerformerState, not_before: float = float("-inf")) -> None:
-        """Continue from `state`, placing no message before `not_before` (the playhead).
-
-        The cursor itself goes back to the state's time, so a rest that was under way
-        when the rollback came keeps the part already elapsed: the rhythm survives it.
-        """
+        """Continue from `state` exactly as it was, placing no message before `not_before`."""
         self.cursor = state.cursor
         self.floor = not_before
         self.velocity = state.velocity
         self._open = dict(state.open_notes)
+        self._planned_end = {}
+
+    def resume(self, state: PerformerState, playhead: float, sounding: dict[int, float],
+               planned_end: dict[int, float], margin: float = 0.0) -> None:
+        """Continue from `state` after a rollback: `sounding` (pitch -> start) really sounds at `playhead`.
+
+        A streaming performer starts the new future at `playhead + margin`; a grid
+        performer goes back to the state's cursor (the bar start) and skips what is
+        already past. Carried notes end at `planned_end` unless the new future ends them.
+        """
+        start = playhead + margin
+        self.velocity = state.velocity
+        self.floor = start
+        self.cursor = state.cursor if self.grid else max(state.cursor, start)
+        self._open = dict(sounding)
+        self._planned_end = {p: t for p, t in planned_end.items() if p in sounding}
 
     @property
     def horizon(self) -> float:
@@ -97,17 +116,19 @@ class Performer:
         if kind == EventType.VELOCITY:
             self.velocity = bin_to_velocity(event.value)
             return []
+        if self.grid and self.cursor < self.floor:
+            return []  # the elapsed part of a regenerated bar: not played late, not played
         pitch = event.value
         out: list[TimedMessage] = []
         if kind == EventType.NOTE_ON:
-            if self.skip_late_onsets and self.cursor < self.floor:
-                return []  # the elapsed part of a regenerated bar: not played late, not played
             if pitch in self._open:
                 out.append(self._message("note_off", pitch, 0, self.cursor))
             self._open[pitch] = self.cursor
+            self._planned_end.pop(pitch, None)
             out.append(self._message("note_on", pitch, self.velocity, self.cursor))
         elif pitch in self._open:  # NOTE_OFF of a sounding note; others are dropped
             del self._open[pitch]
+            self._planned_end.pop(pitch, None)
             out.append(self._message("note_off", pitch, 0, self.cursor))
         return out
 
@@ -115,14 +136,20 @@ class Performer:
         """Note-offs at the cursor for every open note (end of a performance)."""
         out = [self._message("note_off", p, 0, self.cursor) for p in sorted(self._open)]
         self._open.clear()
+        self._planned_end.clear()
         return out
 
+    def _end_of(self, pitch: int, start: float) -> float:
+        end = start + self.max_note_s
+        planned = self._planned_end.get(pitch)
+        return planned if planned is not None and planned < end else end
+
     def _expire(self, now: float) -> list[TimedMessage]:
-        """Note-offs for notes that have reached max_note_s by `now`, at their own end times."""
-        limit = self.max_note_s
-        expired = sorted((start + limit, pitch) for pitch, start in self._open.items() if start + limit <= now)
+        """Note-offs for notes that reached max_note_s (or their carried planned end) by `now`, at their own end times."""
+        expired = sorted((end, pitch) for pitch, start in self._open.items() if (end := self._end_of(pitch, start)) <= now)
         for _, pitch in expired:
             del self._open[pitch]
+            self._planned_end.pop(pitch, None)
         return [self._message("note_off", pitch, 0, end) for end, pitch in expired]
 
     def _message(self, kind: str, pitch: int, velocity: int, deadline: float) -> TimedMessage:
@@ -132,35 +159,3 @@ class Performer:
         # the music's own wait since the control regime began (subtracted by the latency report)
         wait = deadline - self.epoch_start
         return TimedMessage(deadline, message, self.epoch, wait if wait > 0.0 else 0.0)
-
-
-class HeldNotes:
-    """The notes really sent and still sounding, per (channel, pitch), and the channels used."""
-
-    def __init__(self) -> None:
-        self.sounding: set[tuple[int, int]] = set()
-        self.channels: set[int] = set()
-
-    def update(self, message: mido.Message) -> None:
-        """Account for one sent message."""
-        kind = message.type
-        if kind == "note_on" and message.velocity > 0:
-            self.sounding.add((message.channel, message.note))
-            self.channels.add(message.channel)
-        elif kind == "note_off" or kind == "note_on":
-            self.sounding.discard((message.channel, message.note))
-
-    def panic(self) -> list[mido.Message]:
-        """The messages that silence everything sent so far; the tracker is then empty."""
-        out = panic_messages(self.sounding, self.channels)
-        self.sounding.clear()
-        return out
-
-
-def panic_messages(sounding: Iterable[tuple[int, int]], channels: Iterable[int]) -> list[mido.Message]:
-    """Explicit note-offs for `sounding` (channel, pitch), then CC123 and CC120 on every channel used."""
-    out = [mido.Message("note_off", channel=ch, note=p, velocity=0) for ch, p in sorted(sounding)]
-    for ch in sorted(set(channels) | {ch for ch, _ in sounding}):
-        out.append(mido.Message("control_change", channel=ch, control=CC_ALL_NOTES_OFF, value=0))
-        out.append(mido.Message("control_change", channel=ch, control=CC_ALL_SOUND_OFF, value=0))
-    return out

@@ -68,6 +68,10 @@ class Scheduler:
             out.append(heapq.heappop(heap)[2])
         return out
 
+    def items(self) -> list[TimedMessage]:
+        """Every waiting message, in send order (a copy)."""
+        return [entry[2] for entry in sorted(self._heap)]
+
     def horizon(self) -> float | None:
         """The latest deadline waiting, or None when empty."""
         return max(entry[0] for entry in self._heap) if self._heap else None

@@ -28,8 +28,8 @@ from instrument.clock import SystemClock
 from instrument.engine import Engine, EngineConfig
 from instrument.errors import MidiUnavailable, UsageError
 from instrument.midi_out import DEFAULT_PORT_NAME, FileSink, MidiSink
+from controllers import controller_kind
 
-MODEL_NAMES = ("charrnn", "dcrnn")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class SessionConfig:
     """Everything `instrument play` can be asked for (the CLI flags, with their defaults)."""
 
     controller: str = "auto"
-    model: str = "charrnn"  # charrnn | dcrnn | PATH to a checkpoint (.pt with its .json)
+    model: str = "charrnn"  # a registered voice (instrument.voices) or a checkpoint PATH (.pt with its .json)
     device: str = "auto"  # auto | cpu | cuda
     temperature: float = 1.0
     top_p: float = 0.95
@@ -127,41 +127,85 @@ class SessionLog:
             self._file.close()
 
 
-def load_voice(config: SessionConfig, seed: int):
-    """The voice for `--model`: the shipped Char-RNN or DCRNN, or a checkpoint path of either."""
-    from models.checkpoint import CheckpointError, load_charrnn, shipped_checkpoint
-    from instrument.voices import ChunkVoice, StreamingVoice
+def open_session_voice(config: SessionConfig, seed: int):
+    """The voice `--model` names (a registered voice or a checkpoint of one), through the voice registry."""
+    from models.checkpoint import CheckpointError
+    from models.errors import ModelError
+    from instrument.voices import VoiceOptions, open_voice, resolve, voice_names
 
     name = config.model
     try:
-        if name == "dcrnn" or (name not in MODEL_NAMES and _is_dcrnn(Path(name))):
-            from models.dcrnn import load_generator
-
-            generator = load_generator(None if name == "dcrnn" else name)
-            return ChunkVoice(generator, device=config.device, seed=seed, key=config.key,
-                              scale_lock=config.scale_lock, temperature=config.temperature, name=name)
-        path = shipped_checkpoint("charrnn") if name == "charrnn" else Path(name)
-        if name not in MODEL_NAMES and not path.exists():
-            raise UsageError(f"--model: no such checkpoint {name!r} (use charrnn, dcrnn or a .pt path)")
-        model, _, meta = load_charrnn(path)
-        spec = None
-        if meta.get("conditioning"):
-            from models.conditioning import ConditionSpec
-
-            spec = ConditionSpec.from_dict(meta["conditioning"])
-        extra = {"spec": spec} if spec is not None else {}
-        return StreamingVoice(model, device=config.device, temperature=config.temperature, top_p=config.top_p,
-                              key=config.key, scale_lock=config.scale_lock, seed=seed,
-                              quantize=config.quantize, name=name if name in MODEL_NAMES else path.name, **extra)
-    except (CheckpointError, ValueError, OSError) as err:
+        voice_name, checkpoint = resolve(name)
+    except KeyError:
+        raise UsageError(f"--model: unknown voice {name!r} (use {', '.join(voice_names())} or a checkpoint .pt path)") from None
+    except FileNotFoundError:
+        raise UsageError(f"--model: no such checkpoint {name!r} (use {', '.join(voice_names())} or a .pt path)") from None
+    except LookupError:
+        raise UsageError(f"--model {name}: no registered voice plays this checkpoint's model class") from None
+    except CheckpointError as err:
+        raise UsageError(f"--model {name}: {err}") from None
+    options = VoiceOptions(checkpoint=checkpoint, device=config.device, seed=seed, temperature=config.temperature,
+                           top_p=config.top_p, key=config.key, scale_lock=config.scale_lock, int8=config.quantize)
+    try:
+        return open_voice(voice_name, options)
+    except (CheckpointError, ModelError, ValueError, OSError) as err:
         raise UsageError(f"--model {name}: {err}") from None
 
 
-def _is_dcrnn(path: Path) -> bool:
-    try:
-        return json.loads(path.with_suffix(".json").read_text()).get("class") == "Generator"
-    except (OSError, ValueError):
-        return False
+# Which frame axes each kind of controller sends (replay: whatever was recorded, so anything).
+KIND_AXES = {
+    "camera": {"x", "y", "size", "pose"},
+    "xy": {"x", "y", "size"},
+    "emg": {f"emg{i}" for i in range(8)} | {"emg", "emg_balance", "pose"},
+}
+
+
+def session_mapping(config: SessionConfig, voice, kind: str):
+    """`--mapping FILE`, else the voice's default mapping for this kind of controller."""
+    from instrument.mapping import Mapping
+
+    if config.mapping:
+        return Mapping.from_toml(config.mapping)
+    return Mapping.packaged(voice.info.mapping_for(kind))
+
+
+def describe_mapping(mapping, voice, kind: str) -> tuple[str, list[str]]:
+    """(what each axis drives, warnings): the start line's second half, and what does nothing."""
+    sources = {name: axis_map.axis for name, axis_map in mapping.scalars.items()}
+    if mapping.noise is not None:
+        sources["noise_slots"] = "emg"
+    if mapping.poses is not None:
+        sources["theme"] = "pose"
+    listens = voice.listens
+    live, warnings = [], []
+    sent = KIND_AXES.get(kind)
+    for target, axis in sources.items():
+        if target not in listens:
+            warnings.append(f"{axis} -> {target} does nothing: {voice.name} does not listen to {target}")
+        elif sent is not None and axis not in sent and not (axis == "emg" and target == "noise_slots" and "emg0" in sent):
+            warnings.append(f"{axis} -> {target} does nothing: a {kind} controller sends no {axis}")
+        else:
+            live.append(f"{axis} -> {target}")
+    if not live:
+        warnings.append(f"no live control: nothing this {kind} controller sends reaches {voice.name} (see --mapping)")
+    return ", ".join(live) or "nothing", warnings
+
+
+def engine_config(config: SessionConfig, *, threaded: bool = True) -> EngineConfig:
+    """The engine settings a SessionConfig asks for (inline, deterministic engines for renders)."""
+    return EngineConfig(lookahead_s=config.lookahead, rollback_threshold=config.rollback_threshold,
+                        tempo=config.tempo, channel=config.channel - 1, realtime=config.realtime and threaded,
+                        threaded=threaded, poll_s=0.001 if threaded else 0.005)
+
+
+def build_engine(config: SessionConfig, clock, controller, sinks, *, voice=None, mapping=None, seed: int | None = None,
+                 threaded: bool = True, **hooks) -> Engine:
+    """The one place an Engine is built: play, render and every benchmark come through here."""
+    voice = voice if voice is not None else open_session_voice(config, config.seed if seed is None else seed)
+    kind = controller_kind(getattr(controller, "spec", "replay"))
+    mapping = mapping if mapping is not None else session_mapping(config, voice, kind)
+    return Engine(voice, controller, mapping, sinks, clock, engine_config(config, threaded=threaded),
+                  listens=voice.listens, grid=voice.info.keeps_grid, **hooks)
 
 
 class Session:
@@ -183,12 +227,10 @@ class Session:
 
     def _build(self, controller) -> None:
         from controllers import ControllerError, open_controller
-        from instrument.mapping import Mapping
 
         config = self.config
-        # first what can fail on user input (model, mapping, controller), then the session files
-        self.voice = load_voice(config, self.seed)
-        mapping = Mapping.from_toml(config.mapping) if config.mapping else Mapping.default()
+        # first what can fail on user input (model, controller, mapping), then the session files
+        self.voice = open_session_voice(config, self.seed)
         if controller is None:
             try:
                 controller = open_controller(config.controller, clock=self.clock, profile=config.profile)
@@ -196,10 +238,15 @@ class Session:
                 raise UsageError(str(err)) from None
             self._closers.append(controller.close)
         self.controller = controller
+        self.kind = controller_kind(getattr(controller, "spec", config.controller))
+        mapping = session_mapping(config, self.voice, self.kind)
+        self.drives, self.mapping_warnings = describe_mapping(mapping, self.voice, self.kind)
         self.paths["mid"].parent.mkdir(parents=True, exist_ok=True)
         self.log = SessionLog(self.paths["log"])
         self._closers.append(self.log.close)
         self.log.event("config", seed=self.seed, **{k: v for k, v in asdict(self.config).items() if k != "seed"})
+        self.log.event("wiring", controller=getattr(controller, "spec", config.controller), controller_kind=self.kind,
+                       voice=self.voice.name, mapping=mapping.source, drives=self.drives, warnings=self.mapping_warnings)
         self.file_sink = FileSink(self.paths["mid"], tempo_bpm=config.tempo)
         sinks: list = []
         self.midi_sink = None
@@ -219,7 +266,7 @@ class Session:
             elif config.clock.startswith("follow:"):
                 from instrument.midi_clock import FollowClock
 
-                tempo_source = FollowClock(config.clock[len("follow:"):], api)
+                tempo_source = FollowClock(config.clock[len("follow:"):], api, on_event=self.log.event)
                 self._closers.append(tempo_source.close)
             if config.midi_in:
                 from instrument.midi_in import MidiInput
@@ -231,12 +278,9 @@ class Session:
         except MidiUnavailable as err:
             raise UsageError(str(err)) from None
         self._frames = None
-        engine_config = EngineConfig(lookahead_s=config.lookahead, rollback_threshold=config.rollback_threshold,
-                                     tempo=config.tempo, channel=config.channel - 1,
-                                     realtime=config.realtime)
-        self.engine = Engine(self.voice, controller, mapping, sinks, self.clock, engine_config,
-                             midi_clock=midi_clock, tempo_source=tempo_source, midi_in=midi_in,
-                             on_frames=self._record_frames, on_event=self.log.event, midi_status=self.midi_status)
+        self.engine = build_engine(config, self.clock, controller, sinks, voice=self.voice, mapping=mapping,
+                                   midi_clock=midi_clock, tempo_source=tempo_source, midi_in=midi_in,
+                                   on_frames=self._record_frames, on_event=self.log.event, midi_status=self.midi_status)
 
     # ------------------------------------------------------------------ wiring
     def _midi_status(self, kind: str, message: str) -> None:

@@ -3,18 +3,22 @@
 A piece is cached as its codec indices and its notes, keyed by the file's content
 hash and the codec version, so a second load reads a few small .npz files instead
 of parsing MIDI. Files that cannot be used are skipped with a reason; they never
-abort the corpus.
+abort the corpus. Any file may be hostile: its size, message count, ticks per beat and
+length are checked before anything that grows with its length is built (a 44-byte file
+can claim a note nine million seconds long).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mido
 import numpy as np
 
 from models.events import (
@@ -32,6 +36,9 @@ from models.events import (
 MIDI_SUFFIXES = (".mid", ".midi")
 SPLIT_FRACTIONS = {"train": 0.8, "valid": 0.1, "test": 0.1}
 CACHE_FORMAT = "2"  # bump when the cached arrays change for a same codec version (e.g. a rounding fix)
+MAX_FILE_BYTES = 32 * 2**20  # the corpus's largest file is well under 1 MB
+MAX_MESSAGES = 2_000_000  # per file; mido holds each one as an object
+MAX_SECONDS = 2 * 3600.0  # per piece: its time shifts (one per second at most) grow with its length
 
 
 def default_cache_dir() -> Path:
@@ -117,10 +124,34 @@ def find_midi_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
 
 
+def midi_problem(midi: mido.MidiFile) -> str | None:
+    """Why a parsed MIDI file must not be encoded (None when it may): checked in time linear in its messages."""
+    if midi.ticks_per_beat <= 0:
+        return f"ticks_per_beat {midi.ticks_per_beat} (must be > 0)"
+    messages = sum(len(track) for track in midi.tracks)
+    if messages > MAX_MESSAGES:
+        return f"{messages:,} messages (at most {MAX_MESSAGES:,})"
+    seconds = 0.0
+    for message in midi:  # merged tracks, tempo honoured: the length the notes would have
+        seconds += message.time
+        if seconds > MAX_SECONDS:
+            return f"too long: more than {MAX_SECONDS / 3600:g} h (tempo or delta times out of bounds)"
+    return None
+
+
 def _load_piece(job: tuple[Path, str, Path]) -> Piece | str:
-    """Encode one file through the cache; returns the piece or the reason it was skipped."""
+    """Encode one file through the cache; returns the piece or the reason it was skipped (never raises)."""
+    try:
+        return _load_piece_unchecked(job)
+    except Exception as err:  # one hostile file is skipped and counted; it never ends the corpus
+        return f"skipped: {type(err).__name__}: {str(err)[:80]}"
+
+
+def _load_piece_unchecked(job: tuple[Path, str, Path]) -> Piece | str:
     path, relpath, cache_dir = job
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return f"too large: {path.stat().st_size / 2**20:.0f} MB (at most {MAX_FILE_BYTES // 2**20} MB)"
         content = path.read_bytes()
     except OSError as err:
         return f"unreadable: {err.strerror or err}"
@@ -135,8 +166,12 @@ def _load_piece(job: tuple[Path, str, Path]) -> Piece | str:
         else:
             return _piece(path, relpath, events, note_array)
     try:
-        notes = midi_to_notes(path)
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as err:
+        midi = mido.MidiFile(file=io.BytesIO(content), clip=True)  # the bytes hashed above, not a second read
+        problem = midi_problem(midi)
+        if problem:
+            return problem
+        notes = midi_to_notes(midi)
+    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, ZeroDivisionError) as err:
         return f"not a readable MIDI file: {type(err).__name__}: {str(err)[:80]}"
     if not notes:
         return "no notes (outside the drum channel)"

@@ -133,7 +133,7 @@ def tiny_charrnn(tmp_path_factory) -> Path:
     """A tiny randomly initialised conditioned Char-RNN checkpoint (.pt with its .json), for engine tests."""
     import torch
 
-    from models.charrnn import CharRNN, CharRNNConfig
+    from models.charrnn.model import CharRNN, CharRNNConfig
     from models.checkpoint import save_checkpoint
     from models.conditioning import DEFAULT_SPEC
 

@@ -108,7 +108,7 @@ def busy_charrnn(folder: Path) -> Path:
     """
     import torch
 
-    from models.charrnn import CharRNN, CharRNNConfig
+    from models.charrnn.model import CharRNN, CharRNNConfig
     from models.checkpoint import save_checkpoint
     from models.conditioning import DEFAULT_SPEC
     from models.events import CODEC, Event, EventType

@@ -14,6 +14,7 @@ class ScriptedVoice:
     """
 
     name, device, seconds_per_shift, temperature = "script", "cpu", 0.01, 1.0
+    listens: frozenset[str] = frozenset()  # deaf to the controls: gestures never roll it back
 
     def __init__(self, notes: list[tuple[int, int]], on: int, gap: int) -> None:
         self.notes, self.on, self.gap = notes, on, gap

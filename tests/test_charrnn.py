@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from models.charrnn import CharRNN, CharRNNConfig, quantize_for_cpu
+from models.charrnn.model import CharRNN, CharRNNConfig, quantize_for_cpu
 
 
 def tiny(cell="lstm", cond_dim=14, layers=2):
@@ -107,7 +107,7 @@ def test_int8_model_streams_with_the_same_interface():
 
 
 def test_time_steps_reports_percentiles_and_restores_threads():
-    from models.charrnn import time_steps
+    from models.charrnn.model import time_steps
 
     threads = torch.get_num_threads()
     result = time_steps(tiny(), steps=50, warmup=5)

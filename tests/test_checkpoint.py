@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from models.charrnn import CharRNN, CharRNNConfig
+from models.charrnn.model import CharRNN, CharRNNConfig
 from models.checkpoint import CheckpointError, load_charrnn, load_checkpoint, save_checkpoint, shipped_checkpoint
 from models.conditioning import DEFAULT_SPEC
 from models.events import CODEC_VERSION
@@ -119,3 +119,100 @@ def test_missing_json_wrong_class_and_missing_shipped_model(saved):
         load_charrnn(path)
     with pytest.raises(CheckpointError, match="no shipped checkpoint"):
         shipped_checkpoint("no-such-model")
+
+
+# -- issue 19, items 7 and 9: hostile configs and weights are refused before anything is built ---
+@pytest.mark.parametrize("key, value, fragment", [
+    ("hidden_size", 256.5, "whole number"),
+    ("hidden_size", "256", "whole number"),
+    ("hidden_size", [256], "whole number"),
+    ("hidden_size", True, "whole number"),
+    ("hidden_size", 10_000, "4096"),
+    ("num_layers", -3, "0..4096"),
+    ("dropout", float("nan"), "finite"),
+    ("dropout", "0.1", "number"),
+    ("cell", ["lstm"], "string"),
+])
+def test_absurd_config_values_are_one_line_naming_the_key(saved, key, value, fragment):
+    path, _ = saved
+    edit_json(path, lambda record: record["config"].update({key: value}))
+    with pytest.raises(CheckpointError) as err:
+        load_charrnn(path)
+    message = one_line_naming(err, path.with_suffix(".json"))
+    assert key in message and fragment in message, message
+
+
+def test_a_config_that_is_not_a_table_is_one_line(saved):
+    path, _ = saved
+    edit_json(path, lambda record: record.update(config=[1, 2]))
+    with pytest.raises(CheckpointError, match="config must be a JSON object") as err:
+        load_charrnn(path)
+    one_line_naming(err, path.with_suffix(".json"))
+
+
+def test_shapes_are_checked_against_the_config_before_the_model_is_built(saved, tmp_path):
+    """hidden_size 4096 x 4 layers would allocate ~2 GB; the mismatch must be found with no allocation."""
+    import subprocess
+    import sys
+
+    path, _ = saved
+    edit_json(path, lambda record: record["config"].update(hidden_size=4096, num_layers=4))
+    script = (
+        "import resource, sys\n"
+        "from models.checkpoint import CheckpointError, load_charrnn\n"
+        "vsz = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vsz + 600 * 2**20, resource.RLIM_INFINITY))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        f"    load_charrnn({str(path)!r})\n"
+        "except CheckpointError as err:\n"
+        "    print('REFUSED', err)\n"
+        "print('GROWTH_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "REFUSED" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert "does not match the weights" in proc.stdout and "rnn.weight_hh_l0" in proc.stdout
+    growth_kb = int(proc.stdout.split("GROWTH_KB")[1])
+    assert growth_kb < 100 * 1024, f"loading grew RSS by {growth_kb / 1024:.0f} MB"
+
+
+def test_a_zip_that_would_expand_far_beyond_its_size_is_refused_before_loading(saved):
+    import zipfile
+
+    path, _ = saved
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info.filename, archive.read(info)) for info in archive.infolist()]
+    bomb = path.with_name("bomb.pt")
+    path.with_suffix(".json").replace(bomb.with_suffix(".json"))
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries:
+            archive.writestr(name, data)
+        prefix = entries[0][0].split("/")[0]
+        archive.writestr(f"{prefix}/data/999", b"\0" * (100 * 2**20))  # 100 MB of zeros in ~100 KB
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(CheckpointError, match="expand") as err:
+        load_charrnn(bomb)
+    one_line_naming(err, bomb)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_holding_nan_or_inf_are_refused_at_load(saved, bad):
+    path, _ = saved
+    state = torch.load(path, weights_only=True)
+    state["head.weight"].view(-1)[3] = bad
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="NaN or infinite") as err:
+        load_charrnn(path)
+    one_line_naming(err, path)
+
+
+@pytest.mark.parametrize("value, ok", [(0.5, True), (1e-3, True), (0.0, False), (1.0, False), (-1e9, False),
+                                       (float("nan"), False), (float("inf"), False), ("0.5", False), (True, False)])
+def test_check_number_guards_a_probability_threshold(value, ok):
+    from models.checkpoint import check_number
+
+    if ok:
+        assert check_number(value, name="threshold", where="g.json", low=0.0, high=1.0, open_low=True, open_high=True) == value
+    else:
+        with pytest.raises(CheckpointError, match=r"g.json: threshold must be a finite number in \(0, 1\)"):
+            check_number(value, name="threshold", where="g.json", low=0.0, high=1.0, open_low=True, open_high=True)

@@ -120,3 +120,65 @@ def _notes(indices):
     from models.events import events_to_notes
 
     return events_to_notes(decode_all(indices))
+
+
+# -- issue 19, item 7: hostile MIDI files are skipped and counted, with bounded memory ----------
+def _smf(division: int, track: bytes) -> bytes:
+    """A format-0 standard MIDI file from raw track bytes."""
+    return (b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
+            + division.to_bytes(2, "big") + b"MTrk" + len(track).to_bytes(4, "big") + track)
+
+
+# tempo 0xFFFFFF (16.7 s a beat), one note held for a delta of 0x0FFFFFFF ticks: ~9.4 million seconds
+HOSTILE_44 = _smf(480, bytes.fromhex("00FF5103FFFFFF" "00903C40" "FFFFFF7F803C40" "00FF2F00"))
+C_MAJOR = bytes.fromhex("00903C40" "60803C40" "00903E40" "60803E40" "00FF2F00")
+
+
+def test_the_hostile_44_byte_file_is_what_the_issue_describes():
+    assert len(HOSTILE_44) == 44
+
+
+def test_hostile_files_are_skipped_with_reasons_never_fatal(tmp_path, monkeypatch):
+    import models.data
+
+    (tmp_path / "good.mid").write_bytes(_smf(96, C_MAJOR))
+    (tmp_path / "tpb0.mid").write_bytes(_smf(0, C_MAJOR))
+    (tmp_path / "many.mid").write_bytes(_smf(96, b"\x00\x90" + b"\x3C\x40\x00" * 3000 + b"\x3C\x00\x00\xFF\x2F\x00"))
+    (tmp_path / "type2.mid").write_bytes(_smf(96, C_MAJOR).replace(b"\x00\x00\x00\x01", b"\x00\x02\x00\x01", 1))
+    monkeypatch.setattr(models.data, "MAX_MESSAGES", 2000, raising=False)  # the real cap (2 M) needs a 6 MB file
+    corpus = Corpus.load([tmp_path], cache_dir=tmp_path / "cache")
+    assert [p.relpath for p in corpus.pieces] == ["good.mid"]
+    reasons = {path.name: reason for path, reason in corpus.skipped}
+    assert set(reasons) == {"tpb0.mid", "many.mid", "type2.mid"}, reasons
+    assert "ticks_per_beat" in reasons["tpb0.mid"] and "messages" in reasons["many.mid"]
+
+
+def test_a_piece_longer_than_the_cap_is_skipped(tmp_path):
+    (tmp_path / "long.mid").write_bytes(_smf(480, bytes.fromhex("00FF510307A120" "00903C40" "FFFFFF7F803C40" "00FF2F00")))
+    corpus = Corpus.load([tmp_path], cache_dir=tmp_path / "cache")  # 0.5 s a beat, 559,240 beats: 78 hours
+    assert not corpus.pieces and "too long" in corpus.skipped[0][1]
+
+
+def test_data_stats_on_the_hostile_44_byte_file_keeps_memory_bounded(tmp_path):
+    """Before: `data stats` grew past 2.5 GB on this file. The child caps its address space so a regression fails fast."""
+    import subprocess
+    import sys
+
+    (tmp_path / "songs").mkdir()
+    (tmp_path / "songs" / "hostile.mid").write_bytes(HOSTILE_44)
+    script = (
+        "import resource, sys\n"
+        "from instrument.cli import main\n"
+        "import models.data, mido\n"
+        "vsz = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vsz + 1024 * 2**20, resource.RLIM_INFINITY))\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"code = main(['data', 'stats', {str(tmp_path / 'songs')!r}, '--cache', {str(tmp_path / 'cache')!r}])\n"
+        "print('GROWTH_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "no usable MIDI files" in proc.stderr and "1 skipped" in proc.stderr
+    growth_kb = int(proc.stderr.split("GROWTH_KB")[1])
+    assert growth_kb < 300 * 1024, f"data stats grew RSS by {growth_kb / 1024:.0f} MB"

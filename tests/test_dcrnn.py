@@ -9,9 +9,8 @@ import mido
 import pytest
 import torch
 
-import models.train_dcrnn as train_dcrnn
-from models.dcrnn import (
-    SHIPPED_WEIGHTS,
+import models.dcrnn.train as train_dcrnn
+from models.dcrnn.model import (
     DCRNNConfig,
     Generator,
     binarize,
@@ -28,7 +27,7 @@ from models.dcrnn import (
     save_generator,
     z_with_slots,
 )
-from models.dcrnn_critic import Critic, gradient_penalty
+from models.dcrnn.critic import Critic, gradient_penalty
 from models.roll import HELD, OFF, ONSET
 
 TINY = dict(rnn_a_hidden=16, rnn_b_hidden=16, level_dim=8, octave_channels=8, critic_channels=8)
@@ -207,10 +206,12 @@ def test_save_and_load_generator_round_trip(tmp_path, gen):
 
 
 def test_shipped_generator_plays_notes_and_emg_slots_steer_more():
-    from models.eval_dcrnn import slot_responsiveness
+    from models.dcrnn.eval import slot_responsiveness
 
     g = load_generator()
-    assert SHIPPED_WEIGHTS.stat().st_size < 25 * 2**20
+    from models.checkpoint import shipped_checkpoint
+
+    assert shipped_checkpoint('dcrnn').stat().st_size < 25 * 2**20
     roll = generate_bars(g, hold(sample_z(1, g.config, torch.Generator().manual_seed(0))[0], 4))
     assert (roll == ONSET).sum() > 0
     emg = slot_responsiveness(g, list(range(8)), n_base=8)

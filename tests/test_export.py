@@ -20,9 +20,9 @@ from instrument.clock import FakeClock
 from instrument.engine import Engine, EngineConfig
 from instrument.mapping import Mapping
 from instrument.midi_out import FileSink
-from instrument.pianoroll import velocity_color
-from instrument.render_png import AXIS_COLORS, render_png
-from instrument.render_wav import wav_rms
+from instrument.ui.pianoroll import velocity_color
+from instrument.ui.render_png import AXIS_COLORS, render_png
+from instrument.ui.render_wav import wav_rms
 from models.events import midi_to_notes
 from tests.scripted_voice import ScriptedVoice
 from tests.required import missing
@@ -105,7 +105,7 @@ def test_without_flags_both_renders_go_beside_the_session(session, tmp_path):
 
 def test_without_fluidsynth_the_message_names_the_package_and_the_png_is_still_written(session, tmp_path,
                                                                                       monkeypatch, capsys):
-    import instrument.render_wav as render_wav
+    import instrument.ui.render_wav as render_wav
 
     monkeypatch.setattr(render_wav.shutil, "which", lambda name: None)
     mid, _ = session

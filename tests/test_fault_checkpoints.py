@@ -20,10 +20,10 @@ import pytest
 import torch
 
 from instrument.cli import main
-from models.charrnn import CharRNN, CharRNNConfig
+from models.charrnn.model import CharRNN, CharRNNConfig
 from models.checkpoint import save_checkpoint
 from models.conditioning import DEFAULT_SPEC
-from models.dcrnn import DCRNNConfig, Generator, save_generator
+from models.dcrnn.model import DCRNNConfig, Generator, save_generator
 
 MARKER_NAME = "code-ran.marker"
 
@@ -146,7 +146,53 @@ def test_a_code_carrying_checkpoint_is_refused_in_a_real_process(checkpoints, ca
 def test_the_good_checkpoints_still_load(checkpoints, capsys):
     """The fixtures are broken only where they say: the same files, intact, are accepted."""
     assert main(["bench", "model", "--model", str(checkpoints["good"]), "--steps", "5", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["parameters"] > 0
-    from models.dcrnn import load_generator
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"]["parameters"] > 0 and report["voice_next_events_cpu"]["p99_ms"] > 0
+    from models.dcrnn.model import load_generator
 
     assert load_generator(checkpoints["good"].parent / "dcrnn_good.pt").config.rnn_b_hidden == 16
+
+
+# -- issue 19, items 7 and 9: hostile configs and weights, met through the command line ----------
+def hostile_variant(checkpoints, tmp_path, name: str, *, config: dict | None = None, threshold=None,
+                    weights=None) -> Path:
+    """A copy of a good checkpoint (Char-RNN, or DCRNN when `threshold` is given) with one thing changed."""
+    source = checkpoints["good"].parent / ("dcrnn_good.pt" if threshold is not None else "good.pt")
+    pt = tmp_path / f"{name}.pt"
+    shutil.copy(source, pt)
+    record = json.loads(source.with_suffix(".json").read_text())
+    record["config"].update(config or {})
+    if threshold is not None:
+        record["meta"]["threshold"] = threshold
+    pt.with_suffix(".json").write_text(json.dumps(record))
+    if weights is not None:
+        state = torch.load(source, weights_only=True)
+        weights(state)
+        torch.save(state, pt)
+    return pt
+
+
+def poison(state) -> None:
+    next(t for t in state.values() if t.is_floating_point()).view(-1)[0] = float("nan")
+
+
+HOSTILE = {
+    "hidden_float": ({"config": {"hidden_size": 256.5}}, "hidden_size"),
+    "hidden_string": ({"config": {"hidden_size": "256"}}, "hidden_size"),
+    "hidden_list": ({"config": {"hidden_size": [256]}}, "hidden_size"),
+    "hidden_huge": ({"config": {"hidden_size": 10_000}}, "4096"),
+    "nan_weights": ({"weights": poison}, "NaN or infinite"),
+    "dcrnn_threshold_negative": ({"threshold": -1e9}, "threshold"),
+    "dcrnn_threshold_nan": ({"threshold": float("nan")}, "threshold"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_play_refuses_hostile_configs_and_weights_in_one_line(checkpoints, tmp_path, name, capsys):
+    change, what = HOSTILE[name]
+    path = hostile_variant(checkpoints, tmp_path, name, **change)
+    code = main(["play", "--model", str(path), "--controller", "demo", "--no-midi", "--duration", "1",
+                 "--record", str(tmp_path / "take.mid")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    one_clear_line(err, path, what)

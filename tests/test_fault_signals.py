@@ -3,7 +3,7 @@
 A real JACK server, `instrument play` as its own process connected to a receiving
 client in another process. SIGINT and SIGTERM stop cleanly (exit 0); a model that
 raises mid-step (DEEP_SYMPHONY_FAULT=model-step-after:N, the test hook in
-instrument/voices.py) stops with exit code 1 and one line. In every case the receiver
+instrument/voices/base.py) stops with exit code 1 and one line. In every case the receiver
 got a note-off for every note-on, then CC123 and CC120, and the recording is a valid
 .mid holding exactly the notes the receiver heard.
 """
@@ -77,8 +77,8 @@ def test_a_failing_model_step_ends_in_silence_with_exit_code_1(jack_server, jack
 
 def test_the_fault_hook_is_off_unless_asked(tiny_charrnn):
     """Without DEEP_SYMPHONY_FAULT the hook never raises (it is read once, at import)."""
-    from instrument import voices
+    from instrument.voices import base as voices
 
     assert os.environ.get("DEEP_SYMPHONY_FAULT") is None and voices._FAULT_AFTER is None
     for _ in range(1000):
-        voices._fault_check()
+        voices.fault_check()

@@ -114,3 +114,63 @@ def test_a_missing_midi_port_is_one_line_naming_it(jack_server, tiny_charrnn, tm
     proc = run_cli("play", "--model", str(tiny_charrnn), "--controller", "demo", "--midi-api", "jack",
                    "--connect", "NOPE", "--duration", "0.5", "--record", str(tmp_path))
     assert_one_line_error(proc.returncode, proc.stderr, "play", "no MIDI port matching 'NOPE'", "ports available")
+
+
+# -- issue 19, items 3 and 9: mapping values that used to load, then end the show --------------
+HOSTILE_MAPPINGS = {
+    "neutral_nan": ("[register]\naxis = 'y'\nrange = [48, 84]\nneutral = nan\n", ["neutral", "finite"]),
+    "neutral_inf": ("[register]\naxis = 'y'\nrange = [48, 84]\nneutral = inf\n", ["neutral", "finite"]),
+    "huge_range": ("[density]\naxis = 'x'\nrange = [1, 1e300]\n", ["[density] range", "(0, 50]"]),
+    "lost_list": ("lost = [1, 2]\n", ["[lost] must be a table"]),
+    "theme_string": ("theme = 'x'\n", ["[theme] must be a table"]),
+    "poses_all": ("[theme]\nposes = 'all'\n", ["poses must be a table"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_MAPPINGS))
+def test_hostile_mapping_values_are_refused_at_load_in_one_line(name, tiny_charrnn, tmp_path, capsys):
+    text, fragments = HOSTILE_MAPPINGS[name]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    code = main(["play", "--model", str(tiny_charrnn), "--controller", "demo", "--no-midi", "--duration", "0.5",
+                 "--record", str(tmp_path / "takes"), "--mapping", str(path)])
+    assert_one_line_error(code, capsys.readouterr().err, "play", f"{name}.toml", *fragments)
+
+
+def test_a_hostile_midi_in_file_is_one_line_naming_it(tiny_charrnn, tmp_path, monkeypatch, capsys):
+    (tmp_path / "deep-symphony").mkdir()
+    (tmp_path / "deep-symphony" / "midi_in.json").write_text('{"temperature": 1e400}')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    code = main(["play", "--model", str(tiny_charrnn), "--controller", "demo", "--no-midi", "--duration", "0.5",
+                 "--record", str(tmp_path / "takes"), "--midi-in", "keyboard"])
+    assert_one_line_error(code, capsys.readouterr().err, "play", "midi_in.json", "temperature", "0..127")
+
+
+# -- issue 19, items 9 and 11: flags checked where they are parsed, in one line ------------------
+@pytest.mark.parametrize("flags, fragments", [
+    (["--seed", "1e23"], ["--seed", "0..9223372036854775807", "1e23"]),
+    (["--seed", "100000000000000000000000"], ["--seed", "0..9223372036854775807"]),
+    (["--seed", "-1"], ["--seed"]),
+    (["--port", ""], ["--port needs a port name"]),
+    (["--connect", " "], ["--connect needs a port name"]),
+    (["--midi-in", ""], ["--midi-in needs a port name"]),
+    (["--controller", "jevois:ttyNOPE9"], ["ttyNOPE9", "no such device", "jevois:/dev/ttyACMn"]),
+], ids=["seed-float", "seed-huge", "seed-negative", "port-empty", "connect-blank", "midi-in-empty", "jevois-relative"])
+def test_flags_are_refused_where_they_are_parsed_in_one_line(tiny_charrnn, tmp_path, flags, fragments, capsys):
+    code = main(["play", "--model", str(tiny_charrnn), "--controller", "demo", "--duration", "0.5",
+                 "--record", str(tmp_path / "takes"), *flags])
+    line = assert_one_line_error(code, capsys.readouterr().err, "play", *fragments)
+    assert "--model" not in line  # a huge seed used to be blamed on the model
+
+
+def test_flag_types_accept_what_they_promise():
+    from instrument.cli import MAX_SEED, port_name_arg, seed_arg
+    from instrument.errors import UsageError
+
+    assert seed_arg("0") == 0 and seed_arg(str(MAX_SEED)) == MAX_SEED and seed_arg(" 42 ") == 42
+    assert port_name_arg("--port")("Deep Symphony") == "Deep Symphony"
+    for bad in ("1e23", str(MAX_SEED + 1), "-1", "nan", ""):
+        with pytest.raises(UsageError, match="--seed"):
+            seed_arg(bad)
+    with pytest.raises(UsageError, match="--port needs a port name"):
+        port_name_arg("--port")("  ")

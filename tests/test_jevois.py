@@ -188,6 +188,69 @@ def test_megabyte_line_is_capped_and_stream_resumes(shared_fake):
     assert len(jv._lines._buf) == 0
 
 
+# -- issue 19, item 10: markers that come and go ------------------------------------------------
+def stream_frames(fake, frames, period: float = 1 / 60) -> None:
+    """Write `frames` (lists of lines) to the pty one video-frame period apart."""
+    start = time.monotonic()
+    for k, lines in enumerate(frames):
+        while time.monotonic() < start + k * period:
+            time.sleep(0.001)
+        fake.write_raw("".join(line + "\r\n" for line in lines).encode())
+
+
+def n2(x: float, size: float) -> str:
+    """An N2 line for a hand at x in [0, 1] (y at the centre) of `size` frame widths."""
+    return f"N2 blob {x * 2000 - 1000:.0f} 0 {size * 2000:.0f} {size * 2000:.0f}"
+
+
+def test_marked_frames_keep_the_largest_then_unmarked_detections_each_count(shared_fake):
+    fake, jv = shared_fake
+    big_then_small = [n2(0.25, 0.5), n2(0.75, 0.1), "MARK STOP"]  # two objects in one marked frame
+    stream_frames(fake, [big_then_small] * 10)
+    assert wait_until(lambda: jv.latest().present and abs(jv.latest().x - 0.25) < 1e-3, 2.0)
+    time.sleep(0.05)
+    assert abs(jv.latest().x - 0.25) < 1e-3  # the small object never wins inside a marked frame
+    # sermark turned off: a small hand moving, one detection per video frame, no markers
+    xs = [0.30 + 0.01 * k for k in range(40)]
+    stream_frames(fake, [[n2(x, 0.1)] for x in xs])
+    assert wait_until(lambda: abs(jv.latest().x - xs[-1]) < 1e-3, 2.0), jv.latest()
+    # markers back (serout restarted): the largest object rules each frame again
+    stream_frames(fake, [[n2(0.6, 0.05), n2(0.1, 0.4), "MARK STOP"]] * 10)
+    assert wait_until(lambda: abs(jv.latest().x - 0.1) < 1e-3, 2.0), jv.latest()
+    time.sleep(0.05)
+    assert abs(jv.latest().x - 0.1) < 1e-3
+
+
+def test_start_and_stop_markers_bracket_frames_and_detections_outside_count_alone(shared_fake):
+    fake, jv = shared_fake
+    stream_frames(fake, [["MARK START", n2(0.2, 0.3), n2(0.8, 0.05), "MARK STOP"]] * 5)
+    assert wait_until(lambda: abs(jv.latest().x - 0.2) < 1e-3, 2.0)
+    stream_frames(fake, [[n2(0.8, 0.05)]])  # between frames: its own frame, published at once
+    assert wait_until(lambda: abs(jv.latest().x - 0.8) < 1e-3, 1.0), jv.latest()
+
+
+def test_frame_marks_state_machine():
+    from controllers.jevois import FrameMarks
+
+    marks = FrameMarks()
+    assert marks.detection(0.1, 0.000) and marks.detection(0.05, 0.001)  # no marker yet: each is a frame
+    assert not marks.marker("STOP", 0.002)  # a frame with detections ended
+    for k in range(1, 6):  # sermark Stop at 60 fps: each STOP opens the next frame
+        t = 0.002 + k / 60
+        assert marks.detection(0.3, t - 0.005) and not marks.detection(0.1, t - 0.004)
+        assert marks.detection(0.4, t - 0.003)  # larger than the best so far in this frame
+        assert not marks.marker("STOP", t)
+    assert marks.marker("STOP", t + 1 / 60)  # a frame without a detection: the hand is gone
+    last_stop = t + 1 / 60
+    assert marks.detection(0.3, last_stop + 0.01) and not marks.detection(0.1, last_stop + 0.02)
+    assert marks.detection(0.1, last_stop + 0.2)  # no marker for many periods: markers stopped
+    assert marks.detection(0.05, last_stop + 0.21) and not marks.inside
+    assert not marks.marker("START", last_stop + 0.3) and marks.inside  # START opens a frame
+    assert marks.detection(0.2, last_stop + 0.301) and not marks.detection(0.1, last_stop + 0.302)
+    assert not marks.marker("STOP", last_stop + 0.31) and not marks.inside  # START-marking: STOP closes
+    assert marks.detection(0.01, last_stop + 0.32)  # between frames: its own frame
+
+
 @pytest.fixture(scope="module")
 def shared_fake():
     fake = FakeJeVois(stream_on_start=False).start()

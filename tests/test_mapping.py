@@ -77,7 +77,7 @@ def test_custom_mapping_file(tmp_path):
     ("[register]\naxis = 'y'\nrange = [1, 2]\nrnage = 3", "unknown key 'rnage'"),
     ("[volume]\naxis = 'y'", "unknown section [volume]"),
     ("[lost]\nmode = 'freeze'", "mode must be 'hold' or 'glide'"),
-    ("[density]\naxis = 'x'\nrange = [0, 10]\ncurve = 'exp'", "positive range"),
+    ("[register]\naxis = 'x'\nrange = [0, 10]\ncurve = 'exp'", "positive range"),  # density refuses 0 itself
 ])
 def test_bad_mapping_files_give_one_line_errors_naming_the_file(tmp_path, text, message):
     path = tmp_path / "broken.toml"
@@ -94,3 +94,56 @@ def test_missing_or_binary_file(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(MappingError, match="bin.toml"):
         Mapping.from_toml(binary)
+
+
+# -- issue 19, item 3/9: every number checked at load, structural type errors named --------
+@pytest.mark.parametrize("text, key", [
+    ("[register]\naxis = 'y'\nrange = [48, 84]\nneutral = nan", "neutral"),
+    ("[register]\naxis = 'y'\nrange = [48, 84]\nneutral = inf", "neutral"),
+    ("[register]\naxis = 'y'\nrange = [48, 84]\nneutral = 100", "neutral"),
+    ("[register]\naxis = 'y'\nrange = [48, 84]\nneutral = '66'", "neutral"),
+    ("[register]\naxis = 'y'\nrange = [0, 1e300]", "range"),
+    ("[register]\naxis = 'y'\nrange = [-20, 84]", "range"),
+    ("[density]\naxis = 'x'\nrange = [0, 10]", "range"),
+    ("[density]\naxis = 'x'\nrange = [1, 5000]", "range"),
+    ("[density]\naxis = 'x'\nrange = [-1e308, 1e308]", "range"),
+    ("[noise_slots]\nrange = [-1e6, 1e6]", "range"),
+    ("[noise_slots]\nrange = [-1, 1]\nneutral = nan", "neutral"),
+    ("[register]\naxis = 'y'\nrange = [48, 84]\ndead_zone = nan", "dead_zone"),
+    ("[register]\naxis = 'y'\nrange = [48, 84]\ndead_zone = 1", "dead_zone"),
+    ("[register]\naxis = 'y'\nrange = [48, 84]\ndead_zone = 'wide'", "dead_zone"),
+    ("[register]\naxis = 'y'\nrange = [48, 84]\ninvert = 'yes'", "invert"),
+    ("[register]\naxis = 'y'\nrange = [48, 84]\ncurve = 3", "curve"),
+    ("[register]\naxis = ['y']\nrange = [48, 84]", "axis"),
+    ("[lost]\nglide_s = nan", "glide_s"),
+    ("[lost]\nglide_s = 1e9", "glide_s"),
+    ("[lost]\nglide_s = 0", "glide_s"),
+    ("[lost]\nglide_s = 'slow'", "glide_s"),
+    ("[lost]\nmode = 3", "mode"),
+    ("[lost]\nmood = 'hold'", "mood"),
+    ("lost = [1, 2]", "lost"),
+    ("theme = 'x'", "theme"),
+    ("register = 60", "register"),
+    ("noise_slots = 'all'", "noise_slots"),
+    ("[noise_slots]\nslots = 'all'\nrange = [-1, 1]", "slots"),
+    ("[theme]\nposes = 'all'", "poses"),
+    ("[theme]\naxis = 'pose'\n[theme.poses]\nfist = 3", "poses"),
+    ("[theme]\nsize = 3", "size"),
+])
+def test_out_of_range_or_mistyped_values_are_one_line_naming_the_key(tmp_path, text, key):
+    path = tmp_path / "hostile.toml"
+    path.write_text(text)
+    with pytest.raises(MappingError) as err:
+        Mapping.from_toml(path)
+    message = str(err.value)
+    assert "hostile.toml" in message and key in message and "\n" not in message, message
+
+
+def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path):
+    path = tmp_path / "edges.toml"
+    path.write_text("[lost]\nmode = 'glide'\nglide_s = 60\n"
+                    "[register]\naxis = 'y'\nrange = [127, 0]\nneutral = 0\ndead_zone = 0.99\n"
+                    "[density]\naxis = 'x'\nrange = [0.1, 50]\nneutral = 50\n"
+                    "[noise_slots]\nrange = [-10, 10]\nneutral = -10\n")
+    m = Mapping.from_toml(path)
+    assert m.register(1.0) == 0 and m.density(1.0) == 50 and m.noise.rest == -10 and m.lost.glide_s == 60

@@ -13,6 +13,7 @@ import mido
 import pytest
 
 from instrument.errors import MidiUnavailable
+from instrument.ledger import NoteLedger
 from instrument.midi_out import FileSink, MidiSink, choose_api, jack_server_running
 from tests.conftest import JackServer
 
@@ -30,6 +31,19 @@ def read_notes(path) -> list[tuple[float, str, int]]:
     return out
 
 
+def close_silenced(sink, ledger: NoteLedger, t: float = 0.0) -> None:
+    """What the engine does at stop: the ledger's panic (note-offs, then CC123 + CC120) to the sink, then close."""
+    for message in ledger.panic(t):
+        sink.send(message, t)
+    sink.close(t)
+
+
+def send(sink, ledger: NoteLedger, message, t: float) -> None:
+    """A message on its way through the note ledger to the sink, as the engine sends it."""
+    for admitted in ledger.admit(message, t):
+        sink.send(admitted, t)
+
+
 def test_file_sink_records_real_times_and_is_valid_after_every_flush(tmp_path):
     path = tmp_path / "take.mid"
     sink = FileSink(path, tempo_bpm=90.0)
@@ -44,7 +58,9 @@ def test_file_sink_records_real_times_and_is_valid_after_every_flush(tmp_path):
     size = path.stat().st_size
     # a crash now (no close) leaves a valid file with everything flushed
     assert [n[2] for n in read_notes(path)] == [60, 60, 64]
-    sink.close(4.0)  # ends the sounding note at the close time
+    ledger = NoteLedger()
+    ledger.admit(note("note_on", 64, 90), 3.0)
+    close_silenced(sink, ledger, 4.0)  # the ledger ends the sounding note at the close time
     assert read_notes(path)[-1] == (4.0, "note_off", 64) and path.stat().st_size > size
 
 
@@ -78,11 +94,12 @@ def test_virtual_port_reaches_a_separate_client_and_close_silences(jack_server, 
     receiver = jack_receiver(source="Deep Symphony")
     receiver.wait_ready()
     time.sleep(0.1)
-    sink.send(note("note_on", 60, 100, channel=2), 0.0)
-    sink.send(note("note_on", 67, 100, channel=2), 0.0)
-    sink.send(note("note_off", 60, 0, channel=2), 0.0)
+    ledger = NoteLedger()
+    send(sink, ledger, note("note_on", 60, 100, channel=2), 0.0)
+    send(sink, ledger, note("note_on", 67, 100, channel=2), 0.0)
+    send(sink, ledger, note("note_off", 60, 0, channel=2), 0.0)
     time.sleep(0.1)
-    sink.close()  # 67 is still sounding: it must be ended, then CC123 + CC120 on channel 3
+    close_silenced(sink, ledger)  # 67 is still sounding: it must be ended, then CC123 + CC120 on channel 3
     time.sleep(0.2)
     got = [tuple(rec["bytes"]) for rec in receiver.stop()]
     assert got == [(0x92, 60, 100), (0x92, 67, 100), (0x82, 60, 0), (0x82, 67, 0), (0xB2, 123, 0), (0xB2, 120, 0)]
@@ -94,9 +111,10 @@ def test_connect_to_an_existing_port(jack_server, jack_receiver):
     receiver.wait_ready()
     sink = MidiSink(port="Deep Symphony connect", connect="ds-listener", api="jack")
     time.sleep(0.1)
-    sink.send(note("note_on", 72, 64), 0.0)
+    ledger = NoteLedger()
+    send(sink, ledger, note("note_on", 72, 64), 0.0)
     time.sleep(0.1)
-    sink.close()
+    close_silenced(sink, ledger)
     time.sleep(0.2)
     assert [tuple(r["bytes"]) for r in receiver.stop()][:2] == [(0x90, 72, 64), (0x80, 72, 0)]
 

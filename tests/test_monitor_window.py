@@ -21,9 +21,9 @@ from instrument.clock import FakeClock
 from instrument.engine import Engine, EngineConfig
 from instrument.mapping import Mapping
 from instrument.midi_out import ListSink
-from instrument.monitor_view import CAMERA, MonitorState, roll_area
-from instrument.monitor_window import MonitorWindow, open_play_monitor, state_from_snapshot
-from instrument.pianoroll import VELOCITY_LUT, velocity_color
+from instrument.ui.monitor_view import CAMERA, MonitorState, roll_area
+from instrument.ui.monitor_window import MonitorWindow, open_play_monitor, state_from_snapshot
+from instrument.ui.pianoroll import VELOCITY_LUT, velocity_color
 from tests.scripted_voice import ScriptedVoice
 from tests.xdisplay import XDisplay, ensure_display
 
@@ -194,8 +194,8 @@ def test_open_play_monitor_headless_returns_none(monkeypatch):
 
 def test_bars_show_the_axis_before_and_after_the_filter():
     from controllers.frame import Unfiltered
-    from instrument.monitor_view import BARS, FILTERED_TICK, RAW_TICK, draw
-    from instrument.monitor_window import control_bars
+    from instrument.ui.monitor_view import BARS, FILTERED_TICK, RAW_TICK, draw
+    from instrument.ui.monitor_window import control_bars
 
     frame = ControlFrame(t=1.0, present=True, x=0.5, y=0.25, size=0.2, unfiltered=Unfiltered(x=0.9, y=0.25, size=0.2))
     mapping = Mapping.default()
@@ -216,8 +216,8 @@ def test_bars_show_the_axis_before_and_after_the_filter():
 def test_the_webcam_image_fills_the_camera_panel_and_bars_show_axis_and_control():
     import cv2
 
-    from instrument.monitor_view import draw
-    from instrument.monitor_window import camera_view, control_bars
+    from instrument.ui.monitor_view import draw
+    from instrument.ui.monitor_window import camera_view, control_bars
 
     class Webcam:  # what the webcam controller exposes: its latest BGR frame
         last_image = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)

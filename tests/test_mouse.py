@@ -15,8 +15,8 @@ import cv2
 import pytest
 
 from controllers import ControllerUnavailable, open_controller
-from controllers.highgui import host
-from controllers.mouse import BORDER, FIELD_H, FIELD_W, PAD_WINDOW, START_SIZE, MouseController
+from instrument.ui.highgui import host
+from instrument.ui.mouse_pad import BORDER, FIELD_H, FIELD_W, PAD_WINDOW, START_SIZE, MouseController
 from instrument.clock import FakeClock
 from tests.xdisplay import XDisplay, ensure_display
 
@@ -97,7 +97,7 @@ def test_mouse_spec_takes_no_argument():
 
 
 def test_the_mouse_controller_does_not_import_torch():
-    code = "import sys, controllers, controllers.mouse; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, controllers, instrument.ui.mouse_pad; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "DISPLAY": ""})
 
 
@@ -135,8 +135,8 @@ def test_a_real_pointer_and_wheel_over_the_pad_window_play(display):
 
 
 def test_the_monitor_window_takes_over_the_pad(display):
-    from instrument.monitor_view import CAMERA, MonitorState
-    from instrument.monitor_window import MonitorWindow
+    from instrument.ui.monitor_view import CAMERA, MonitorState
+    from instrument.ui.monitor_window import MonitorWindow
 
     mouse = open_controller("mouse")
     window = MonitorWindow(lambda: MonitorState(t=0.0), mouse)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from instrument.performer import HeldNotes, Performer, panic_messages
+from instrument.performer import Performer
 from models.events import Event, EventType
 
 ON, OFF, SHIFT, VEL = EventType.NOTE_ON, EventType.NOTE_OFF, EventType.TIME_SHIFT, EventType.VELOCITY
@@ -62,27 +62,27 @@ def test_restore_keeps_the_elapsed_rest_but_places_nothing_before_the_playhead()
     assert on.deadline == pytest.approx(1.0) and on.music_wait == pytest.approx(0.2)
 
 
-def test_panic_sends_note_offs_then_all_notes_off_and_all_sound_off_per_channel():
-    held = HeldNotes()
-    import mido
-
-    for ch, note in [(0, 60), (0, 64), (3, 50)]:
-        held.update(mido.Message("note_on", channel=ch, note=note, velocity=90))
-    held.update(mido.Message("note_off", channel=0, note=64))
-    out = held.panic()
-    assert [(m.type, m.channel, getattr(m, "note", None), getattr(m, "control", None)) for m in out] == [
-        ("note_off", 0, 60, None), ("note_off", 3, 50, None),
-        ("control_change", 0, None, 123), ("control_change", 0, None, 120),
-        ("control_change", 3, None, 123), ("control_change", 3, None, 120),
-    ]
-    assert held.sounding == set()
-    assert [m.type for m in panic_messages([], [])] == []
-
-
-def test_a_chunk_voice_keeps_its_grid_after_a_rollback():
-    p = Performer()
-    p.skip_late_onsets = True
+def test_a_grid_performer_keeps_its_grid_after_a_rollback():
+    p = Performer(grid=True)
     snap = p.snapshot()  # a bar starting at 0
-    p.restore(snap, not_before=0.3)
+    p.resume(snap, playhead=0.3, sounding={}, planned_end={})
     got = play(p, [(ON, 60), (SHIFT, 25), (ON, 62), (SHIFT, 25), (ON, 64)])
     assert got == [(0.5, "note_on", 64, 80)]  # onsets at 0 and 0.25 are past: skipped, not squashed
+
+
+def test_resume_starts_the_new_future_at_the_playhead_and_carries_sounding_notes_to_their_planned_end():
+    p = Performer()
+    play(p, [(ON, 60), (SHIFT, 10)])
+    snap = p.snapshot()  # cursor 0.1
+    p.resume(snap, playhead=0.8, sounding={60: 0.0, 67: 0.5}, planned_end={60: 1.0}, margin=0.002)
+    assert p.cursor == pytest.approx(0.802) and p.open_notes == {60: 0.0, 67: 0.5}
+    got = play(p, [(SHIFT, 50), (ON, 67)])
+    # 60 ends at the end the dropped future planned; 67 is ended before it is struck again
+    assert got == [(1.0, "note_off", 60, 0), (1.302, "note_off", 67, 0), (1.302, "note_on", 67, 80)]
+
+
+def test_a_carried_note_the_new_future_ends_earlier_is_ended_once():
+    p = Performer()
+    p.resume(p.snapshot(), playhead=0.5, sounding={60: 0.2}, planned_end={60: 2.0})
+    got = play(p, [(SHIFT, 10), (OFF, 60), (SHIFT, 100), (SHIFT, 100), (SHIFT, 100)])
+    assert got == [(0.6, "note_off", 60, 0)]

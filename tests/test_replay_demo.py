@@ -111,3 +111,85 @@ def test_auto_prefers_a_jevois(monkeypatch):
     with FakeJeVois() as fake:
         monkeypatch.setattr(controllers, "find_jevois", lambda: fake.path)
         assert controllers.probe_auto() == f"jevois:{fake.path}"
+
+
+# -- issue 19, item 8: hostile takes are refused at load, in one line naming file and line ------
+GOOD_LINE = '{"t": 0.0, "x": 0.5, "y": 0.5, "size": 0.2, "emg": null, "pose": "rest"}'
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ('{"t": 1.0, "pose": ["fist"]}', "pose"),
+    ('{"t": 1.0, "pose": {"a": 1}}', "pose"),
+    ('{"t": 1.0, "pose": 3}', "pose"),
+    ('{"t": 1e12}', "t "),
+    ('{"t": Infinity}', "t "),
+    ('{"t": NaN}', "t "),
+    ('{"t": 1e400}', "t "),
+    ('{"t": "5"}', "t "),
+    ('{"x": 0.5}', "t "),
+    ('{"t": 1.0, "x": "0.5"}', "x "),
+    ('{"t": 1.0, "y": true}', "y "),
+    ('{"t": 1.0, "size": NaN}', "size"),
+    ('{"t": 1.0, "emg": [0.1, 0.2]}', "emg"),
+    ('{"t": 1.0, "emg": [0, 0, 0, 0, 0, 0, 0, NaN]}', "emg"),
+    ('{"t": 1.0, "emg": "strong"}', "emg"),
+    ('{"t": 1.0, "present": "false"}', "present"),
+    ('[1.0, 0.5]', "JSON object"),
+    ('{"t": -50.0}', "goes back"),
+])
+def test_hostile_frames_are_refused_at_load_naming_file_and_line(tmp_path, line, fragment):
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(GOOD_LINE + "\n" + line + "\n")
+    with pytest.raises(ControllerUnavailable) as err:
+        ReplayController(path, clock=FakeClock())
+    message = str(err.value)
+    assert "hostile.jsonl:2" in message and fragment in message and "\n" not in message, message
+
+
+def test_frames_slightly_out_of_order_are_still_a_take(tmp_path):
+    path = tmp_path / "take.jsonl"
+    path.write_text("\n".join(json.dumps({"t": t, "x": 0.5}) for t in (0.0, 0.2, 0.15, 0.3)) + "\n")
+    replay = ReplayController(path, clock=FakeClock())
+    assert [f.t for f in replay.recorded] == [0.0, 0.15, 0.2, 0.3] and replay.duration == 0.3
+
+
+def test_a_fifo_or_a_folder_is_refused_without_hanging(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "take.jsonl"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.jsonl").mkdir()
+    script = ("from controllers.replay import ReplayController\n"
+              "from controllers.errors import ControllerUnavailable\n"
+              "for name in ('take.jsonl', 'folder.jsonl'):\n"
+              "    try:\n"
+              f"        ReplayController({str(tmp_path)!r} + '/' + name, clock=lambda: 0.0)\n"
+              "    except ControllerUnavailable as err:\n"
+              "        print(err)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == 2, proc.stdout + proc.stderr
+    assert "take.jsonl" in lines[0] and "not a regular file" in lines[0]
+    assert "folder.jsonl" in lines[1] and "not a regular file" in lines[1]
+
+
+@pytest.mark.parametrize("command", ["play", "render"])
+def test_hostile_takes_end_play_and_render_in_one_line(tmp_path, tiny_charrnn, command, capsys):
+    from instrument.cli import main
+
+    path = tmp_path / "far.jsonl"
+    path.write_text(GOOD_LINE + '\n{"t": 1e12, "x": 0.5}\n')
+    if command == "play":
+        argv = ["play", "--model", str(tiny_charrnn), "--controller", f"replay:{path}", "--no-midi",
+                "--duration", "0.5", "--record", str(tmp_path / "takes")]
+    else:
+        argv = ["render", "--model", str(tiny_charrnn), "--controls", str(path), "--out", str(tmp_path / "o.mid")]
+    start = time.monotonic()
+    code = main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"instrument {command}: error: ") and "far.jsonl:2" in lines[0]
+    assert time.monotonic() - start < 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.eval_dcrnn import longest_copied_run
+from models.dcrnn.eval import longest_copied_run
 from models.roll import HELD, ONSET
 from models.roll_metrics import bar_features, overlap_area, summary
 

@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from models.checkpoint import load_charrnn
 from models.data import split_of
 from models.events import Note, notes_to_midi
-from models.train_charrnn import WindowSampler, configure_charrnn, main, parse_arch, train
+from models.charrnn.train import WindowSampler, configure_charrnn, main, parse_arch, train
 from models.conditioning import DEFAULT_SPEC
 
 TINY = ["--arch", "lstm:1x16", "--embed-dim", "8", "--batch-size", "4", "--seq-len", "16", "--steps-per-epoch", "3",
@@ -62,7 +62,7 @@ def test_trains_writes_checkpoint_curves_and_resumes(corpus_dir, tmp_path):
 
 def test_init_from_a_finished_checkpoint_carries_on_its_run(corpus_dir, tmp_path):
     """What a later session does when only the shipped weights survive: warm-start, fresh optimizer."""
-    from instrument.errors import UsageError
+    from models.errors import ModelError as UsageError  # models/ has its own error type
 
     first = tmp_path / "first"
     assert run(corpus_dir, first, tmp_path / "cache", "--epochs", "2") == 0
@@ -85,12 +85,12 @@ def test_init_from_a_finished_checkpoint_carries_on_its_run(corpus_dir, tmp_path
 def test_loss_falls_on_learnable_data(corpus_dir, tmp_path):
     out = tmp_path / "run"
     assert run(corpus_dir, out, tmp_path / "cache", "--epochs", "4", "--lr", "1e-2", "--arch", "gru:1x32") == 0
-    history = json.loads((out / "charrnn.json").read_text())["history"]
+    history = json.loads((out / "charrnn.json").read_text())["meta"]["history"]
     assert history[-1]["valid_nll"] < history[0]["valid_nll"] < np.log(388) + 0.1
 
 
 def test_unconditioned_baseline_and_resume_mismatch(corpus_dir, tmp_path):
-    from instrument.errors import UsageError
+    from models.errors import ModelError as UsageError  # models/ has its own error type
 
     out = tmp_path / "base"
     assert run(corpus_dir, out, tmp_path / "cache", "--epochs", "1", "--unconditioned") == 0
@@ -134,7 +134,7 @@ def _ddp_worker(rank, world, port, corpus_dir, out, cache):
     parser = argparse.ArgumentParser()
     configure_charrnn(parser)
     args = parser.parse_args(["--data", corpus_dir, "--out", out, "--cache-dir", cache, *TINY, "--epochs", "1"])
-    from models.charrnn import CharRNNConfig
+    from models.charrnn.model import CharRNNConfig
 
     status, model = train(CharRNNConfig(embed_dim=8, hidden_size=16, num_layers=1), args)
     torch.save({"status": status, "model": model.state_dict()}, f"{out}/rank{rank}.pt")
@@ -155,7 +155,7 @@ def test_ddp_two_gloo_ranks_end_with_identical_weights(corpus_dir, tmp_path):
     for name, weight in ranks[0]["model"].items():
         torch.testing.assert_close(weight, ranks[1]["model"][name], atol=0, rtol=0)
     torch.manual_seed(0)
-    from models.charrnn import CharRNN, CharRNNConfig
+    from models.charrnn.model import CharRNN, CharRNNConfig
 
     initial = CharRNN(CharRNNConfig(embed_dim=8, hidden_size=16, num_layers=1)).state_dict()
     assert not torch.equal(initial["head.weight"], ranks[0]["model"]["head.weight"])  # they trained

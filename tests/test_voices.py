@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from instrument.controls import Controls
-from instrument.voices import ChunkVoice, StreamingVoice, roll_events
-from models.charrnn import CharRNN, CharRNNConfig
+from instrument.voices.charrnn import StreamingVoice
+from instrument.voices.dcrnn import ChunkVoice, roll_events
+from models.charrnn.model import CharRNN, CharRNNConfig
 from models.events import Event, EventType
 
 
@@ -62,7 +63,7 @@ def test_roll_events_turns_a_bar_into_note_events_across_the_bar_line():
 
 
 def test_chunk_voice_plays_one_bar_per_call_and_rolls_back():
-    from models.dcrnn import DCRNNConfig, Generator
+    from models.dcrnn.model import DCRNNConfig, Generator
 
     torch.manual_seed(0)
     voice = ChunkVoice(Generator(DCRNNConfig()), seed=3)
@@ -71,8 +72,39 @@ def test_chunk_voice_plays_one_bar_per_call_and_rolls_back():
     bar = voice.next_events()
     assert sum(e.value for e in bar if e.type == EventType.TIME_SHIFT) == 16  # sixteenths
     voice.set_controls(Controls(noise_slots=(1.0,) * 8, theme="wave_in"))
-    voice.restore(snap)
-    voice._rng.set_state(rng)
+    voice.restore(snap)  # the snapshot holds the sampling RNG too: the same bar again
     voice.set_controls(Controls(theme="rest"))
-    voice._z = voice.codes["A"].unsqueeze(0)
     assert voice.next_events() == bar
+    del rng
+
+
+def test_chunk_voice_seed_changes_the_music_and_its_velocities_vary():
+    from models.dcrnn.model import load_generator
+
+    def notes(seed):
+        voice = ChunkVoice(load_generator(), seed=seed)
+        return [(e.type, e.value) for _ in range(8) for e in voice.next_events()]
+
+    a, b = notes(1), notes(2)
+    assert a == notes(1) and a != b
+    velocities = {v for t, v in a if t == EventType.VELOCITY}
+    assert len(velocities) >= 4  # accents, top voice and chords: not one velocity for every note
+
+
+def test_without_a_key_the_char_rnn_conditions_on_its_own_recent_notes_never_a_flat_histogram():
+    voice = StreamingVoice(tiny_model(), seed=1)
+    hist = voice._cond[0].numpy()[2:]
+    assert hist.max() > 1.5 / 12  # the prior is a key profile, not uniform
+    voice._pitch_classes = voice._pitch_classes
+    for _ in range(40):
+        voice._pitch_classes = voice._pitch_classes.add(62)  # D, again and again
+    voice.set_controls(Controls())
+    assert int(np.argmax(voice._cond[0].numpy()[2:])) == 2
+
+
+def test_strike_makes_the_next_event_a_note_on():
+    voice = StreamingVoice(tiny_model(), seed=4)
+    for _ in range(30):
+        voice.strike()
+        event, = voice.next_events()
+        assert event.type == EventType.NOTE_ON

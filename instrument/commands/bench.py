@@ -7,14 +7,16 @@ import argparse
 from instrument.commands._targets import configure_targets, run_target
 
 TARGETS = {
-    "model": ("instrument.bench_model", "configure_model", "run_model",
+    "model": ("instrument.bench.model", "configure_model", "run_model",
               "model step / bar time, p50 and p99, on CPU (1 thread) and CUDA if present"),
-    "latency": ("instrument.bench_latency", "configure_latency", "run_latency",
+    "latency": ("instrument.bench.latency", "configure_latency", "run_latency",
                 "control->note latency, schedule jitter, step time and underruns of the real engine"),
-    "controllers": ("instrument.bench_controllers", "configure_controllers", "run_controllers",
+    "controllers": ("instrument.bench.controllers", "configure_controllers", "run_controllers",
                     "adapter overhead (bytes -> frame) for the JeVois and Myo fakes, webcam tracker time"),
-    "soak": ("instrument.bench_soak", "configure_soak", "run_soak",
+    "soak": ("instrument.bench.soak", "configure_soak", "run_soak",
              "long run through JACK: memory growth, lateness, underruns, stuck notes"),
+    "music": ("instrument.bench.music", "configure_music", "run_music",
+              "renders shipped gesture takes per voice; music statistics and control fidelity vs real music"),
 }
 
 

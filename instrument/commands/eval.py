@@ -1,24 +1,17 @@
-"""`instrument eval charrnn|dcrnn`: held-out likelihood, control fidelity, sample statistics."""
+"""`instrument eval VOICE`: held-out figures of a voice's model; the voices come from the registry (`models/VOICE/eval.py`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from instrument.commands._targets import configure_targets, run_target
-
-TARGETS = {
-    "charrnn": ("models.eval_charrnn", "configure_charrnn", "run_charrnn",
-                "NLL, control fidelity, in-scale rate and copying of a Char-RNN"),
-    "dcrnn": ("models.eval_dcrnn", "configure_dcrnn", "run_dcrnn",
-              "sample statistics, overlap area, slot responsiveness and copying of a DCRNN"),
-}
+from instrument.commands._targets import configure_targets, registry_targets, run_target
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the evaluation targets."""
-    configure_targets(parser, "eval_target", TARGETS)
+    """Add one target per registered voice whose model package has a eval module."""
+    configure_targets(parser, "eval_target", registry_targets("eval"))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate the chosen model."""
-    return run_target(args, "eval_target", TARGETS)
+    """Run the chosen voice's eval."""
+    return run_target(args, "eval_target", registry_targets("eval"))

@@ -45,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
     import mido
 
     from controllers.errors import ControllerError
-    from instrument.render_png import render_png
-    from instrument.render_wav import WavUnavailable, render_wav
+    from instrument.ui.render_png import render_png
+    from instrument.ui.render_wav import WavUnavailable, render_wav
 
     mid = Path(args.session).expanduser()
     if not mid.is_file():

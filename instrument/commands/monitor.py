@@ -20,7 +20,7 @@ from controllers.frame import ControlFrame
 from instrument.errors import UsageError
 
 BARS = " ▁▂▃▄▅▆▇█"
-WINDOW_MODULE = "instrument.monitor_window"  # optional: adds --window (configure_window, open_window_sink)
+WINDOW_MODULE = "instrument.ui.monitor_window"  # optional: adds --window (configure_window, open_window_sink)
 
 
 def _window_extension():

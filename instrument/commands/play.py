@@ -7,7 +7,9 @@ import signal
 import sys
 import threading
 
+from instrument.cli import port_name_arg, seed_arg
 from instrument.midi_out import DEFAULT_PORT_NAME
+from instrument.voices.registry import model_help
 
 EPILOG = """\
 Stopping: Ctrl-C (SIGINT) or SIGTERM stops cleanly: every sounding note gets its
@@ -40,24 +42,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--controller", default="auto", metavar="SPEC",
       help="auto|demo|jevois[:PORT]|myo[:PORT]|webcam[:N]|replay:FILE.jsonl|mouse (default auto: "
            "the first device found, else the built-in demo)")
-    a("--model", default="charrnn", metavar="M", help="charrnn (default), dcrnn, or a checkpoint PATH.pt")
+    a("--model", default="charrnn", metavar="M", help=model_help())
     a("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)")
     a("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0; lower = safer)")
     a("--top-p", type=float, default=0.95, help="nucleus sampling mass for the Char-RNN (default 0.95)")
     a("--key", default=None, metavar="KEY", help="soft key condition, e.g. C:major, F#:minor, Bb")
     a("--scale-lock", action="store_true", help="play only notes of --key's scale")
     a("--tempo", type=float, default=120.0, metavar="BPM", help="tempo (default 120; scales time, and the DCRNN's bars)")
-    a("--seed", type=int, default=None, help="random seed (default: random, written to the session log)")
+    a("--seed", type=seed_arg, default=None, help="random seed (default: random, written to the session log)")
     port = parser.add_mutually_exclusive_group()
-    port.add_argument("--port", default=DEFAULT_PORT_NAME, metavar="NAME",
+    port.add_argument("--port", type=port_name_arg("--port"), default=DEFAULT_PORT_NAME, metavar="NAME",
                       help=f"name of the virtual output port (default {DEFAULT_PORT_NAME!r})")
-    port.add_argument("--connect", default=None, metavar="NAME",
+    port.add_argument("--connect", type=port_name_arg("--connect"), default=None, metavar="NAME",
                       help="connect to an existing input port (name or part of it) instead")
     port.add_argument("--no-midi", action="store_true", help="no MIDI port at all: only record to file")
     a("--midi-api", default="auto", choices=("auto", "alsa", "jack"), help="MIDI system (default auto)")
     a("--clock", default="none", metavar="MODE",
       help="internal: send 24-ppqn MIDI clock + start/stop; follow:PORT: take the tempo from a DAW's clock")
-    a("--midi-in", default=None, metavar="PORT", help="MIDI input whose CCs set temperature, tempo and panic")
+    a("--midi-in", type=port_name_arg("--midi-in"), default=None, metavar="PORT", help="MIDI input whose CCs set temperature, tempo and panic")
     a("--midi-learn", action="store_true", help="with --midi-in: learn which CCs to use, then play")
     a("--record", default=None, metavar="PATH", help="a .mid file or a folder for the session files")
     a("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
@@ -65,7 +67,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--profile", default=None, metavar="NAME", help="calibration profile of the performer")
     a("--lookahead", type=float, default=0.2, metavar="S",
       help="generated future kept ahead of the playhead (default 0.2 s; gestures roll it back anyway)")
-    a("--quantize", action="store_true", help="int8 dynamic quantization of the model on CPU")
+    a("--int8", dest="quantize", action="store_true", help="int8 dynamic quantization of the model's weights on CPU")
+    a("--quantize", dest="quantize", action="store_true", help=argparse.SUPPRESS)  # the old name of --int8
     a("--channel", type=int, default=1, help="MIDI channel 1..16 (default 1)")
     a("--monitor", action="store_true", help="live monitor window: camera or XY pad, control bars, piano roll "
       "of the notes sent, status (never slows the engine; headless: says so and plays on)")
@@ -74,17 +77,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The SessionConfig for parsed play/render-style arguments."""
+    """The SessionConfig for parsed play/render-style arguments (flags named like its fields)."""
+    from dataclasses import fields
+
     from instrument.session import SessionConfig
 
-    return SessionConfig(
-        controller=args.controller, model=args.model, device=args.device, temperature=args.temperature,
-        top_p=args.top_p, key=args.key, scale_lock=args.scale_lock, tempo=args.tempo, seed=args.seed,
-        port=args.port, connect=args.connect, midi=not args.no_midi, midi_api=args.midi_api,
-        clock=args.clock, midi_in=args.midi_in, midi_learn=args.midi_learn, record=args.record,
-        duration=args.duration, mapping=args.mapping, profile=args.profile, lookahead=args.lookahead,
-        quantize=args.quantize, channel=args.channel, realtime=not args.no_realtime,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(SessionConfig) if hasattr(args, f.name)}
+    return SessionConfig(**given, midi=not getattr(args, "no_midi", False),
+                         realtime=not getattr(args, "no_realtime", False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,11 +106,16 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     where = session.midi_sink.status if session.midi_sink is not None and session.midi_sink.connected else "no MIDI port"
-    print(f"instrument play: {session.voice.name} on {session.voice.device}, seed {session.seed}, "
-          f"{where}; recording to {session.paths['mid']}; Ctrl-C stops", file=sys.stderr, flush=True)
+    controller = getattr(session.controller, "spec", config.controller)
+    picked = f" (auto picked {controller})" if config.controller == "auto" else ""
+    print(f"instrument play: {session.voice.name} on {session.voice.device}, seed {session.seed}; "
+          f"controller {controller}{picked}: {session.drives}; {where}; recording to {session.paths['mid']}; "
+          "Ctrl-C stops", file=sys.stderr, flush=True)
+    for warning in session.mapping_warnings:
+        print(f"instrument play: note: {warning}", file=sys.stderr, flush=True)
     monitor = None
     if getattr(args, "monitor", False):
-        from instrument.monitor_window import open_play_monitor
+        from instrument.ui.monitor_window import open_play_monitor
 
         monitor = open_play_monitor(session)
     try:

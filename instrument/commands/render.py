@@ -11,14 +11,17 @@ import argparse
 import sys
 import time
 
+from instrument.cli import seed_arg
+from instrument.voices.registry import model_help
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add render's flags."""
     a = parser.add_argument
     a("--controls", required=True, metavar="FILE.jsonl", help="control frames (a session's .controls.jsonl)")
     a("--out", required=True, metavar="OUT.mid", help="the MIDI file to write")
-    a("--model", default="charrnn", metavar="M", help="charrnn (default), dcrnn, or a checkpoint PATH.pt")
-    a("--seed", type=int, default=0, help="random seed (default 0); same seed, same file")
+    a("--model", default="charrnn", metavar="M", help=model_help())
+    a("--seed", type=seed_arg, default=0, help="random seed (default 0); same seed, same file")
     a("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     a("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     a("--key", default=None, metavar="KEY", help="soft key condition, e.g. C:major")
@@ -33,11 +36,9 @@ def render(controls: str, out: str, *, config, duration: float | None = None) ->
     """Render `controls` to `out` with a SessionConfig's model settings; returns the engine stats."""
     from controllers import ControllerError, open_controller
     from instrument.clock import FakeClock
-    from instrument.engine import Engine, EngineConfig
     from instrument.errors import UsageError
-    from instrument.mapping import Mapping
     from instrument.midi_out import FileSink
-    from instrument.session import load_voice
+    from instrument.session import build_engine
 
     config.validate()
     clock = FakeClock(0.0)
@@ -45,15 +46,15 @@ def render(controls: str, out: str, *, config, duration: float | None = None) ->
         controller = open_controller(f"replay:{controls}", clock=clock)
     except ControllerError as err:
         raise UsageError(str(err)) from None
-    voice = load_voice(config, config.seed or 0)
-    mapping = Mapping.from_toml(config.mapping) if config.mapping else Mapping.default()
     try:
         sink = FileSink(out, tempo_bpm=config.tempo, name=f"render of {controls}")
     except OSError as err:
         raise UsageError(f"cannot write {out}: {err.strerror or err}") from None
-    engine_config = EngineConfig(lookahead_s=config.lookahead, rollback_threshold=config.rollback_threshold,
-                                 tempo=config.tempo, threaded=False, poll_s=0.005)
-    engine = Engine(voice, controller, mapping, [sink], clock, engine_config)
+    try:
+        engine = build_engine(config, clock, controller, [sink], seed=config.seed or 0, threaded=False)
+    except BaseException:
+        sink.close()
+        raise
     engine.run(duration if duration is not None else controller.duration + 1.0)
     return engine.stats()
 

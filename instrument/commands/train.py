@@ -1,24 +1,17 @@
-"""`instrument train charrnn|dcrnn`: train a model and write a checkpoint (weights + JSON config)."""
+"""`instrument train VOICE`: train a voice's model and write a checkpoint (weights + JSON config); the voices come from the registry (`models/VOICE/train.py`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from instrument.commands._targets import configure_targets, run_target
-
-TARGETS = {
-    "charrnn": ("models.train_charrnn", "configure_charrnn", "run_charrnn",
-                "train the conditional Char-RNN on MIDI folders (resumable; torchrun for DDP)"),
-    "dcrnn": ("models.train_dcrnn", "configure_dcrnn", "run_dcrnn",
-              "train the DCRNN piano-roll GAN (WGAN-GP; resumable)"),
-}
+from instrument.commands._targets import configure_targets, registry_targets, run_target
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the training targets."""
-    configure_targets(parser, "train_target", TARGETS)
+    """Add one target per registered voice whose model package has a train module."""
+    configure_targets(parser, "train_target", registry_targets("train"))
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train the chosen model."""
-    return run_target(args, "train_target", TARGETS)
+    """Run the chosen voice's train."""
+    return run_target(args, "train_target", registry_targets("train"))

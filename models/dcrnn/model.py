@@ -13,7 +13,7 @@ Rebuilds the "deconvolutional RNN" GAN of the Deep Symphony study (see ORIGINAL_
 Output channels per (step, pitch): 0 = "sounding" logit, 1 = "onset given sounding" logit, so a
 binarized bar is the roll encoding of ``models.roll`` (0 off, 1 held, 2 onset) with re-strikes.
 
-Critic (``models/dcrnn_critic.py``, training only): a CNN on the roll plus a CNN on its self-similarity matrix, with an InfoGAN-style head Q
+Critic (``models/dcrnn/critic.py``, training only): a CNN on the roll plus a CNN on its self-similarity matrix, with an InfoGAN-style head Q
 that recovers the EMG slots from the roll. Training maximizes that mutual information, so the EMG
 slots steer the music by design, not by luck (Chen et al. 2016). Loss: WGAN-GP (Gulrajani et al.
 2017), lambda 10, Adam(0.5, 0.9).
@@ -28,7 +28,6 @@ carried between chunks, so consecutive bars connect; the hierarchical repeats ar
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -163,6 +162,8 @@ class StripDeconv(nn.Module):
 
 class Generator(nn.Module):
     """Streams one bar of roll logits per call, carrying its RNN state between bars."""
+
+    config_class = DCRNNConfig  # rebuilt from a checkpoint's JSON by models.checkpoint
 
     def __init__(self, config: DCRNNConfig) -> None:
         super().__init__()
@@ -330,40 +331,24 @@ def generate_bars(
 
 # ----------------------------------------------------------------------------- checkpoints
 
-SHIPPED_WEIGHTS = Path(__file__).parent / "weights" / "dcrnn.pt"
-
-
 def save_generator(path: Path, gen: Generator, meta: dict | None = None) -> None:
-    """Write the generator's weights to ``path`` and its config (plus ``meta``) as JSON beside it."""
-    path = Path(path)
-    meta = {**(meta or {}), "threshold": gen.threshold}
-    record = {"model": "dcrnn", "class": "Generator", "config": gen.config.to_dict(), "meta": meta}
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(gen.state_dict(), tmp)
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    """Write the generator in the one checkpoint format (NAME.pt + NAME.json), its threshold in meta."""
+    from models.checkpoint import save_checkpoint
+
+    save_checkpoint(path, gen, gen.config, {**(meta or {}), "threshold": gen.threshold})
 
 
 def load_generator(path: Path | str | None = None) -> Generator:
     """Load a generator (default: the shipped one) in eval mode; weights_only, never unpickles."""
-    from models.checkpoint import CheckpointError, load_state_dict_file  # one-line errors naming the file
+    from models.checkpoint import CheckpointError, checkpoint_paths, load_checkpoint, shipped_checkpoint
 
-    path = Path(path) if path is not None else SHIPPED_WEIGHTS
-    json_path = path.with_suffix(".json")
-    try:
-        record = json.loads(json_path.read_text())
-        if record.get("class") != "Generator":
-            raise CheckpointError(f"{path}: not a DCRNN generator checkpoint (class {record.get('class')!r})")
-        gen = Generator(DCRNNConfig.from_dict(record["config"]))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise CheckpointError(f"{json_path}: unreadable DCRNN checkpoint config: {err}") from err
-    state = load_state_dict_file(path)  # weights_only: a file carrying code is refused unread
-    try:
-        gen.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: config in {json_path.name} does not match the weights") from err
-    gen.threshold = float(record.get("meta", {}).get("threshold", 0.5))
-    return gen.eval()
+    path = shipped_checkpoint("dcrnn") if path is None else Path(path)
+    gen, _, meta = load_checkpoint(path, Generator)
+    threshold = meta.get("threshold", 0.5)
+    if not (isinstance(threshold, (int, float)) and 0.0 < threshold < 1.0):
+        raise CheckpointError(f"{checkpoint_paths(path)[1]}: threshold must be a number in (0, 1), got {threshold!r}")
+    gen.threshold = float(threshold)
+    return gen
 
 
 @torch.no_grad()

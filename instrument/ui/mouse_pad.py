@@ -7,7 +7,7 @@ away: the frame says `present=False`. A right click toggles the hand away and ba
 without moving.
 
 The pad is its own small window, drawn by the shared highgui thread
-(`controllers.highgui`), unless the monitor window is open: the monitor then calls
+(`instrument.ui.highgui`), unless the monitor window is open: the monitor then calls
 `attach_window()`, shows the pad in its camera panel and forwards the pointer events
 there with `pointer_event()`. Frames are published from the GUI thread's mouse
 callback into the usual one-slot mailbox; the engine polls `latest()` as for any
@@ -25,7 +25,7 @@ import numpy as np
 from controllers.base import Clock, FrameSource
 from controllers.errors import ControllerSpecError, ControllerUnavailable
 from controllers.frame import ControlFrame
-from controllers.highgui import DisplayUnavailable, Pane, host
+from instrument.ui.highgui import DisplayUnavailable, Pane, host
 
 log = logging.getLogger(__name__)
 

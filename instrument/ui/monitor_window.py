@@ -1,9 +1,9 @@
 """The live monitor window: `instrument play --monitor` and `instrument monitor --window`.
 
-The window lives on the shared highgui thread (`controllers.highgui`) and draws at
+The window lives on the shared highgui thread (`instrument.ui.highgui`) and draws at
 most 30 frames a second. Each frame it takes a snapshot (the engine's `snapshot()`,
 or the latest controller frame in `instrument monitor`), turns it into a
-`MonitorState` and draws it (`instrument.monitor_view`). The engine never waits for
+`MonitorState` and draws it (`instrument.ui.monitor_view`). The engine never waits for
 it and never calls it: when drawing is slow, frames are dropped, never the music.
 
 With no display (no DISPLAY, an X server that does not answer, an OpenCV without
@@ -20,11 +20,11 @@ import sys
 from collections.abc import Callable
 
 from controllers.frame import ControlFrame
-from controllers.highgui import DisplayUnavailable, Pane, host
+from instrument.ui.highgui import DisplayUnavailable, Pane, host
 from instrument.controls import Controls
 from instrument.mapping import AxisMap, Mapping
-from instrument.monitor_view import CAMERA, Bar, MonitorState, draw
-from instrument.pianoroll import pitch_name
+from instrument.ui.monitor_view import CAMERA, Bar, MonitorState, draw
+from instrument.ui.pianoroll import pitch_name
 
 WINDOW_NAME = "Deep Symphony Live - monitor"
 DROPPED_LINES = ("garbage", "not_utf8", "unsupported", "overlong")  # JeVois serial lines thrown away
@@ -88,15 +88,20 @@ def _fraction(axis_map: AxisMap, value: float | None) -> float | None:
     return (value - axis_map.lo) / (axis_map.hi - axis_map.lo)
 
 
-def control_bars(frame: ControlFrame | None, controls: Controls | None, mapping: Mapping) -> tuple[Bar, ...]:
-    """A bar per mapped control: register, density, one per EMG channel's noise slot, and the theme."""
+UNITS = {"density": " /s", "transpose": " st"}
+
+
+def control_bars(frame: ControlFrame | None, controls: Controls | None, mapping: Mapping,
+                 listens: frozenset[str] | None = None) -> tuple[Bar, ...]:
+    """A bar per mapped control the voice listens to (all mapped ones when `listens` is None)."""
     controls = controls or Controls(present=False)
     unfiltered = frame.unfiltered if frame is not None else None
+    heard = (lambda name: True) if listens is None else (lambda name: name in listens)
     bars = []
-    for name, unit in (("register", ""), ("density", " /s")):
-        axis_map = getattr(mapping, name)
-        if axis_map is None:
+    for name, axis_map in mapping.scalars.items():
+        if not heard(name):
             continue
+        unit = UNITS.get(name, "")
         axis = _axis_value(frame, axis_map.axis)
         before = _axis_value(unfiltered, axis_map.axis) if axis is not None else None
         value = getattr(controls, name)
@@ -105,7 +110,7 @@ def control_bars(frame: ControlFrame | None, controls: Controls | None, mapping:
             shown += f" {pitch_name(int(round(value)))}"
         bars.append(Bar(name, axis, _fraction(axis_map, value), f"{_axis_text(axis_map.axis, axis, before)} -> {shown}",
                         unfiltered=before))
-    if mapping.noise is not None and (controls.noise_slots is not None or (frame is not None and frame.emg)):
+    if mapping.noise is not None and heard("noise_slots") and (controls.noise_slots is not None or (frame is not None and frame.emg)):
         for channel, slot in enumerate(mapping.noise_slots):
             axis = _axis_value(frame, f"emg{channel}")
             before = _axis_value(unfiltered, f"emg{channel}") if axis is not None else None
@@ -113,7 +118,7 @@ def control_bars(frame: ControlFrame | None, controls: Controls | None, mapping:
             bars.append(Bar(f"emg{channel}", axis, _fraction(mapping.noise, value),
                             f"{_axis_text('', axis, before).strip()} -> slot {slot} {'-' if value is None else f'{value:+.2f}'}",
                             unfiltered=before))
-    if mapping.poses is not None and (controls.theme is not None or (frame is not None and frame.pose)):
+    if mapping.poses is not None and heard("theme") and (controls.theme is not None or (frame is not None and frame.pose)):
         pose = frame.pose if frame is not None else None
         bars.append(Bar("theme", None, None, f"pose {pose or '-'} -> {controls.theme or '-'}"))
     return tuple(bars)
@@ -148,7 +153,7 @@ def _ms(value) -> str:
 
 
 def state_from_snapshot(snap, *, mapping: Mapping, controller, spec: str, seed: int | None,
-                        clock_mode: str) -> MonitorState:
+                        clock_mode: str, listens: frozenset[str] | None = None) -> MonitorState:
     """The monitor state of one `Engine.snapshot()` (an EngineSnapshot)."""
     frame = snap.frame
     image, label = camera_view(controller, spec)
@@ -173,7 +178,7 @@ def state_from_snapshot(snap, *, mapping: Mapping, controller, spec: str, seed: 
     )
     hand = (frame.x, frame.y, frame.size) if frame is not None and frame.present and frame.x is not None else None
     return MonitorState(t=snap.t, present=frame is not None and frame.present, hand=hand, camera=image,
-                        camera_label=label, bars=control_bars(frame, snap.controls, mapping), notes=snap.notes,
+                        camera_label=label, bars=control_bars(frame, snap.controls, mapping, listens), notes=snap.notes,
                         status=status, alerts=tuple(alerts))
 
 
@@ -187,7 +192,8 @@ def open_play_monitor(session, echo: Callable[[str], None] | None = None) -> Mon
         if not engine.t0:  # not started: no session time yet (and an early snapshot() would be meaningless)
             return MonitorState(t=0.0, status=(f"starting {config.controller} -> {config.model} ...",))
         return state_from_snapshot(engine.snapshot(), mapping=mapping, controller=session.controller,
-                                   spec=config.controller, seed=session.seed, clock_mode=config.clock)
+                                   spec=config.controller, seed=session.seed, clock_mode=config.clock,
+                                   listens=engine.generation.listens)
 
     return _open(MonitorWindow(source, session.controller), "instrument play", echo)
 

@@ -89,10 +89,8 @@ def _private_jack() -> subprocess.Popen | None:
 def run_latency(args: argparse.Namespace) -> int:
     """Run the engine for --seconds and print the figures."""
     from instrument.clock import SystemClock
-    from instrument.engine import Engine, EngineConfig
-    from instrument.mapping import Mapping
     from instrument.midi_out import MidiSink, alsa_available, jack_server_running
-    from instrument.session import SessionConfig, load_voice
+    from instrument.session import SessionConfig, build_engine
 
     private = None
     sinks = []
@@ -109,11 +107,12 @@ def run_latency(args: argparse.Namespace) -> int:
             sink.close()
             print(f"bench latency: {lines[-1] if lines else 'no MIDI'}; measuring without a port", file=sys.stderr)
     try:
-        voice = load_voice(SessionConfig(model=args.model, device=args.device, quantize=args.quantize,
-                                         seed=args.seed), args.seed)
+        config = SessionConfig(model=args.model, device=args.device, quantize=args.quantize, seed=args.seed,
+                               lookahead=args.lookahead, realtime=not args.no_realtime)
         clock = SystemClock()
         controller = SteppedController(clock, args.step_every)
-        engine = Engine(voice, controller, Mapping.default(), sinks, clock, EngineConfig(lookahead_s=args.lookahead, realtime=not args.no_realtime))
+        engine = build_engine(config, clock, controller, sinks)
+        voice = engine.voice
         sys.setswitchinterval(0.0005)
         engine.run(args.seconds)
     finally:

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instrument.errors import UsageError
-from models.dcrnn import DCRNNConfig, Generator, binarize, load_generator, sample_z
-from models.dcrnn_data import conditions, load_rolls, segments
+from models.errors import ModelError
+from models.dcrnn.model import DCRNNConfig, Generator, binarize, load_generator, sample_z
+from models.dcrnn.data import conditions, load_rolls, segments
 from models.roll_metrics import FEATURES, overlap_areas, summary
-from models.train_dcrnn import DEFAULT_DATA
+from models.dcrnn.train import DEFAULT_DATA
 
 TARGET_WITHIN_STD = ("upc", "polyphony", "scale_consistency")
 
@@ -43,12 +43,12 @@ def run_dcrnn(args: argparse.Namespace) -> int:
     """Evaluate and print; returns 0."""
     torch.set_num_threads(max(1, args.threads))
     if args.streams * args.bars < 200:
-        raise UsageError(f"--streams x --bars must be >= 200 bars, got {args.streams * args.bars}")
+        raise ModelError(f"--streams x --bars must be >= 200 bars, got {args.streams * args.bars}")
     try:
         gen = load_generator(args.model)
         rolls, _ = load_rolls(args.data)
     except FileNotFoundError as err:
-        raise UsageError(str(err)) from err
+        raise ModelError(str(err)) from err
     threshold = gen.threshold if args.threshold is None else args.threshold
     report = evaluate(gen, rolls, args.streams, args.bars, threshold, args.seed)
     if args.json:

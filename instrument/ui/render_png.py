@@ -19,7 +19,7 @@ import mido
 import numpy as np
 
 from controllers.frame import ControlFrame
-from instrument.pianoroll import (BACKGROUND, DIM_TEXT, FONT, GRID, TEXT, RollArea, draw_keys, draw_notes,
+from instrument.ui.pianoroll import (BACKGROUND, DIM_TEXT, FONT, GRID, TEXT, RollArea, draw_keys, draw_notes,
                                   draw_time_grid, draw_velocity_legend, pitch_range)
 
 WIDTH = 1400

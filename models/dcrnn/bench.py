@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.dcrnn import Generator, binarize, load_generator, sample_z
+from models.dcrnn.model import Generator, binarize, load_generator, sample_z
 from models.roll import roll_to_notes, step_seconds
 
 BUDGET_MS = 5.0  # the issue's limit per bar
@@ -64,6 +64,11 @@ def bench_dcrnn(gen: Generator, bars: int = 500, threads: int = 1, bpm: float = 
         "budget_ms": BUDGET_MS,
         "within_budget": bool(np.percentile(total, 99) <= BUDGET_MS),
     }
+
+
+def bench_checkpoint(path: Path | None, steps: int) -> dict:
+    """The registry's entry point: a checkpoint (None: the shipped one) -> its bar timings."""
+    return bench_dcrnn(load_generator(path), bars=min(steps, 1000))
 
 
 def run_dcrnn(args: argparse.Namespace) -> int:

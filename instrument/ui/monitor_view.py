@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from instrument.pianoroll import (BACKGROUND, DIM_TEXT, FONT, GRID, PLAYHEAD, TEXT, Note, RollArea, draw_keys,
+from instrument.ui.pianoroll import (BACKGROUND, DIM_TEXT, FONT, GRID, PLAYHEAD, TEXT, Note, RollArea, draw_keys,
                                   draw_notes, draw_time_grid, draw_velocity_legend, pitch_range)
 
 WIDTH, HEIGHT = 960, 600

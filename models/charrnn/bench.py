@@ -1,28 +1,16 @@
-"""`instrument bench model [--model charrnn|dcrnn|PATH]`: one model step (or bar), p50 and p99.
-
-The Char-RNN is timed the way the engine runs it live: batch 1, one CPU thread,
+"""Char-RNN step timing the way the engine runs it live: batch 1, one CPU thread,
 `torch.backends.mkldnn` off (3-5x faster for a single LSTM step), in fp32 and with
-int8 dynamic quantization; on CUDA, eager and CUDA-graph captured, where a GPU exists.
+int8 dynamic quantization; on CUDA, eager, where a GPU exists.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def configure_model(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `instrument bench model`."""
-    parser.add_argument("--model", default="charrnn", help="charrnn, dcrnn or a checkpoint path (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=2000, help="timed steps (or bars) after warm-up (default: %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -49,7 +37,7 @@ def time_cuda_steps(model, steps: int) -> dict[str, float]:
 
 def bench_charrnn(path: Path, steps: int) -> dict:
     """Step times of a Char-RNN checkpoint on CPU (fp32, int8) and CUDA when present."""
-    from models.charrnn import quantize_for_cpu, time_steps
+    from models.charrnn.model import quantize_for_cpu, time_steps
     from models.checkpoint import load_charrnn
 
     model, config, meta = load_charrnn(path)
@@ -65,27 +53,8 @@ def bench_charrnn(path: Path, steps: int) -> dict:
     return report
 
 
-def run_model(args: argparse.Namespace) -> int:
-    """Print the timings."""
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")  # oneDNN/quantization notices
-    from instrument.errors import UsageError
+def bench_checkpoint(path: Path | None, steps: int) -> dict:
+    """The registry's entry point: a checkpoint (None: the shipped one) -> its step timings."""
     from models.checkpoint import shipped_checkpoint
 
-    sidecar = Path(args.model).with_suffix(".json")
-    is_dcrnn = args.model == "dcrnn" or (sidecar.exists() and '"dcrnn"' in sidecar.read_text(errors="replace")[:200])
-    if is_dcrnn:
-        from models.bench_model_dcrnn import bench_dcrnn
-        from models.dcrnn import load_generator
-
-        report = bench_dcrnn(load_generator(None if args.model == "dcrnn" else Path(args.model)), bars=min(args.steps, 1000))
-    else:
-        path = shipped_checkpoint("charrnn") if args.model == "charrnn" else Path(args.model)
-        if not path.exists():
-            raise UsageError(f"no such checkpoint: {path} (use charrnn, dcrnn or a .pt path)")
-        report = bench_charrnn(path, args.steps)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:12s} {value}")
-    return 0
+    return bench_charrnn(path or shipped_checkpoint("charrnn"), steps)

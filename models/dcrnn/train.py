@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from instrument.errors import UsageError
-from models.dcrnn import (
+from models.errors import ModelError
+from models.dcrnn.model import (
     DCRNNConfig,
     Generator,
     binarize,
@@ -38,8 +38,8 @@ from models.dcrnn import (
     sample_z,
     save_generator,
 )
-from models.dcrnn_critic import Critic, Encoder, gradient_penalty, reconstruction_loss
-from models.dcrnn_data import conditions, load_rolls, segments, transpose_batch
+from models.dcrnn.critic import Critic, Encoder, gradient_penalty, reconstruction_loss
+from models.dcrnn.data import conditions, load_rolls, segments, transpose_batch
 from models.loss_plots import plot_losses
 from models.roll_metrics import summary
 
@@ -80,7 +80,7 @@ def run_dcrnn(args: argparse.Namespace) -> int:
     cfg = DCRNNConfig(rnn_a_hidden=16, rnn_b_hidden=16, level_dim=8, octave_channels=8, critic_channels=8) if args.tiny else DCRNNConfig()
     if args.resume:
         if not state_path.exists():
-            raise UsageError(f"--resume: no {state_path}")
+            raise ModelError(f"--resume: no {state_path}")
         saved = torch.load(state_path, weights_only=True)
         cfg = DCRNNConfig.from_dict(json.loads(saved["config"]))
     gen, critic, encoder = Generator(cfg), Critic(cfg), Encoder(cfg)
@@ -99,12 +99,12 @@ def run_dcrnn(args: argparse.Namespace) -> int:
     try:
         rolls, skipped = load_rolls(args.data, min_grid_fit=args.min_grid_fit)
     except FileNotFoundError as err:
-        raise UsageError(str(err)) from err
+        raise ModelError(str(err)) from err
     seg_len = cfg.steps_per_bar * cfg.bars_per_sample
     train = segments(rolls["train"], seg_len)
     test_bars = segments(rolls["test"] or rolls["valid"], cfg.steps_per_bar, hop=cfg.steps_per_bar)
     if len(train) == 0:
-        raise UsageError(f"--data: no training segments in {', '.join(map(str, args.data))} ({len(skipped)} files "
+        raise ModelError(f"--data: no training segments in {', '.join(map(str, args.data))} ({len(skipped)} files "
                          "skipped); give folders of .mid/.midi files or BL2012 .json files")
     tqdm.write(f"dcrnn: {sum(map(len, rolls.values()))} pieces, {len(train)} training segments, "
                f"{len(test_bars)} test bars, {len(skipped)} files skipped")
@@ -230,7 +230,7 @@ def save_all(out: Path, cfg: DCRNNConfig, gen, critic, encoder, opt_g, opt_d, st
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: python -m models.train_dcrnn --out DIR."""
+    """Stand-alone entry point: python -m models.dcrnn.train --out DIR."""
     parser = argparse.ArgumentParser(prog="train dcrnn", description=__doc__.splitlines()[0])
     configure_dcrnn(parser)
     return run_dcrnn(parser.parse_args(argv))

@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from instrument.voices.registry import model_help
+
 RESULT_KEYS = ("minutes", "model", "rss_start_mb", "rss_end_mb", "rss_max_mb", "memory_growth_pct",
                "max_lateness_ms", "jitter_p99_ms", "late", "underruns", "stuck_notes", "notes_recorded",
                "notes_received", "midi_lost", "exit_code", "midi")
@@ -36,7 +38,7 @@ def configure_soak(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--minutes", type=float, default=30.0, help="how long to play (default 30)")
     a("--json", action="store_true", help="print one JSON object")
-    a("--model", default="charrnn", help="charrnn (default), dcrnn or a checkpoint path")
+    a("--model", default="charrnn", help=model_help())
     a("--seed", type=int, default=0, help="the player's seed (default 0)")
     a("--lookahead", type=float, default=0.2, help="engine lookahead in s (default 0.2)")
     a("--warmup", type=float, default=None, metavar="S",
@@ -97,6 +99,24 @@ class RssSampler(threading.Thread):
         self.join(timeout=5)
 
 
+def note_faults(messages: list[list[int]], times: list[float], cap_s: float = 4.05) -> dict[str, int]:
+    """What a listener would call broken: note-ons for a key already sounding, notes longer than the cap."""
+    since: dict[tuple[int, int], float] = {}
+    restruck = over_cap = 0
+    for b, t in zip(messages, times):
+        if len(b) != 3 or b[0] & 0xF0 not in (0x80, 0x90):
+            if len(b) == 3 and b[0] & 0xF0 == 0xB0 and b[1] in (120, 123):
+                since = {k: v for k, v in since.items() if k[0] != b[0] & 0x0F}
+            continue
+        key = (b[0] & 0x0F, b[1])
+        if b[0] & 0xF0 == 0x90 and b[2] > 0:
+            restruck += key in since
+            since[key] = t
+        elif key in since:
+            over_cap += t - since.pop(key) > cap_s
+    return {"note_on_while_sounding": restruck, "notes_over_cap": over_cap}
+
+
 def stuck_keys(messages: list[list[int]]) -> list[tuple[int, int]]:
     """(channel, pitch) of the notes a receiver still hears: last message a note-on with velocity > 0."""
     sounding: dict[tuple[int, int], bool] = {}
@@ -122,6 +142,7 @@ def receive(out: Path, name: str) -> int:
     lock = threading.Lock()
     tally = {"messages": 0, "note_on": 0, "note_off": 0}
     notes: list[list[int]] = []  # note and CC messages only: enough to tell what still sounds
+    times: list[float] = []  # when each of them arrived (monotonic seconds)
 
     def on_message(event, data=None) -> None:
         message, _ = event
@@ -134,6 +155,7 @@ def receive(out: Path, name: str) -> int:
                 tally["note_off"] += 1
             if kind in (0x80, 0x90, 0xB0):
                 notes.append(list(message))
+                times.append(time.monotonic())
 
     midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name)
     midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
@@ -145,7 +167,7 @@ def receive(out: Path, name: str) -> int:
     midi_in.close_port()
     with lock:
         stuck = stuck_keys(notes)
-        summary = {**tally, "stuck": len(stuck), "stuck_keys": stuck}
+        summary = {**tally, "stuck": len(stuck), "stuck_keys": stuck, **note_faults(notes, times)}
     out.write_text(json.dumps(summary) + "\n")
     return 0
 
@@ -155,7 +177,7 @@ class Receiver:
 
     def __init__(self, folder: Path, name: str) -> None:
         self.out = folder / "receiver.json"
-        self.proc = subprocess.Popen([sys.executable, "-m", "instrument.bench_soak", "--receive", str(self.out),
+        self.proc = subprocess.Popen([sys.executable, "-m", "instrument.bench.soak", "--receive", str(self.out),
                                       "--name", name], stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -190,7 +212,8 @@ def _session_figures(log: Path) -> dict:
         elif record.get("event") == "midi_lost":
             lost += 1
     return {"max_lateness_ms": stop.get("jitter_max_ms"), "jitter_p99_ms": stop.get("jitter_p99_ms"),
-            "late": stop.get("late"), "underruns": stop.get("underruns"), "midi_lost": lost}
+            "late": stop.get("late"), "underruns": stop.get("underruns"), "midi_lost": lost,
+            "ended_only_by_stop": stop.get("stuck_at_stop")}
 
 
 def _notes_recorded(mid: Path) -> int | None:
@@ -229,6 +252,7 @@ def soak(minutes: float, model: str, seed: int, lookahead: float, warmup: float,
               "rss_start_mb": _round(sampler.start_mb), "rss_end_mb": _round(sampler.end_mb),
               "rss_max_mb": _round(sampler.max_mb), "memory_growth_pct": None,
               "stuck_notes": heard["stuck"], "notes_received": heard["note_on"],
+              "note_on_while_sounding": heard["note_on_while_sounding"], "notes_over_cap": heard["notes_over_cap"],
               "notes_recorded": _notes_recorded(mid)}
     if sampler.start_mb and sampler.end_mb:
         result["memory_growth_pct"] = round(100.0 * (sampler.end_mb - sampler.start_mb) / sampler.start_mb, 2)
@@ -245,7 +269,7 @@ def _round(value: float | None) -> float | None:
 
 def run_soak(args: argparse.Namespace) -> int:
     """Run the soak and print its figures; 1 if the player did not end cleanly."""
-    from instrument.bench_latency import _private_jack
+    from instrument.bench.latency import _private_jack
     from instrument.errors import UsageError
     from instrument.midi_out import jack_server_running
 
@@ -276,7 +300,10 @@ def run_soak(args: argparse.Namespace) -> int:
         print(f"lateness       max {result.get('max_lateness_ms')} ms  p99 {result.get('jitter_p99_ms')} ms  "
               f"late sends {result.get('late')}")
         print(f"underruns      {result.get('underruns')}")
-        print(f"stuck notes    {result['stuck_notes']} (at a separate receiver, after the stop)")
+        print(f"stuck notes    {result['stuck_notes']} (at a separate receiver, after the stop); "
+              f"{result.get('ended_only_by_stop')} ended only by the final panic")
+        print(f"note faults    {result['note_on_while_sounding']} note-ons for a sounding key, "
+              f"{result['notes_over_cap']} notes over the 4-s cap (at the receiver)")
         print(f"notes          {result['notes_recorded']} recorded, {result['notes_received']} received; "
               f"MIDI server lost {result.get('midi_lost')} times; player exit code {result['exit_code']}")
         if result["exit_code"] != 0:

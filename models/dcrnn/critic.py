@@ -2,7 +2,7 @@
 encoder, the reconstruction loss and the gradient penalty.
 
 The instrument never loads these (it plays the ``models.dcrnn.Generator`` alone); ``train_dcrnn``
-and the tests do. See ``models/dcrnn.py`` for the architecture and the references.
+and the tests do. See ``models/dcrnn/model.py`` for the architecture and the references.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.dcrnn import ONSET_CH, SOUNDING, DCRNNConfig
+from models.dcrnn.model import ONSET_CH, SOUNDING, DCRNNConfig
 
 
 class Critic(nn.Module):

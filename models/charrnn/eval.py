@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.charrnn import CharRNN
+from models.charrnn.model import CharRNN
 from models.checkpoint import load_charrnn, shipped_checkpoint
 from models.conditioning import (
     ConditionSpec,
@@ -171,7 +171,7 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
 
 def run_charrnn(args: argparse.Namespace) -> int:
     """Evaluate and print the figures."""
-    from instrument.errors import UsageError
+    from models.errors import ModelError
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -180,7 +180,7 @@ def run_charrnn(args: argparse.Namespace) -> int:
     spec = ConditionSpec.from_dict(meta["conditioning"]) if config.cond_dim else None
     corpus = Corpus.load(args.data)
     if not corpus.pieces:
-        raise UsageError(f"no usable MIDI files under {', '.join(map(str, args.data))}")
+        raise ModelError(f"no usable MIDI files under {', '.join(map(str, args.data))}")
     started = time.perf_counter()
     report = evaluate(model, spec, corpus, samples=args.samples, length=args.length, max_events=args.max_events)
     report["model"] = str(path)

@@ -8,7 +8,7 @@ takes one AdamW step. The learning rate follows a warmup then a cosine over the 
 measures validation NLL in nats/event, keeps the best weights as ``NAME.pt`` + ``NAME.json``
 and plots the curves; ``NAME.resume.pt`` lets ``--resume`` continue where it stopped.
 
-Multi-process: launch with ``torchrun --nproc_per_node N -m models.train_charrnn ...``
+Multi-process: launch with ``torchrun --nproc_per_node N -m models.charrnn.train ...``
 (gloo on CPU, nccl on CUDA). Each rank draws its own windows; DDP averages gradients;
 only rank 0 writes files.
 """
@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from models.charrnn import CharRNN, CharRNNConfig
+from models.charrnn.model import CharRNN, CharRNNConfig
 from models.checkpoint import save_checkpoint
 from models.conditioning import DEFAULT_SPEC, ConditionSpec, event_times, extract_conditions
 from models.events import TIME_SHIFT_OFFSET
@@ -390,11 +390,9 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
 
 
 def _usage_error(message: str) -> Exception:
-    try:
-        from instrument.errors import UsageError
-    except ImportError:  # models/ is usable without instrument/
-        return SystemExit(f"error: {message}")
-    return UsageError(message)
+    from models.errors import ModelError
+
+    return ModelError(message)
 
 
 def run_charrnn(args: argparse.Namespace) -> int:
@@ -417,7 +415,7 @@ def run_charrnn(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m models.train_charrnn`` (and ``torchrun -m models.train_charrnn``)."""
+    """``python -m models.charrnn.train`` (and ``torchrun -m models.charrnn.train``)."""
     parser = argparse.ArgumentParser(prog="train_charrnn", description=__doc__.splitlines()[0])
     configure_charrnn(parser)
     return run_charrnn(parser.parse_args(argv))

@@ -1,0 +1,1 @@
+"""Benchmarks that print numbers: latency, model, music, soak, controllers."""

@@ -1,0 +1,225 @@
+"""The generated future: voice -> performer -> scheduler, kept ahead of the playhead.
+
+`Generation` runs on its own thread (or inline, for renders and tests). It keeps the
+generated-but-unsent future at least `lookahead_s` ahead of the playhead and, after
+every model call, a checkpoint (cursor, voice snapshot, performer snapshot).
+
+Steering and rollback. The newest controls reach the voice before its next step, so a
+small, continuous move steers what comes next without touching the future already
+made (at most `lookahead_s`, 0.2 s by default). A move past `rollback_threshold` on a
+knob the voice listens to, and at least `min_rollback_s` after the last one, rolls
+back: the newest checkpoint at or before the playhead is restored, the unsent future
+is dropped, and generation starts again from the playhead under the new controls.
+The ledger says which notes sound there, and the dropped future when each was to end:
+the new future continues them (see `Performer.resume`). A move past
+`strike_threshold` also *strikes*: the voice's next event is drawn from its own
+distribution restricted to note-ons, so the gesture is heard after one model step.
+
+Threads. The sending thread calls `steer()` and reads `epoch`; everything else runs on
+the generation thread. Hand-offs: `controls`, `tempo` and `temperature` are immutable
+values swapped by reference (atomic in CPython, read once per step); the rollback
+request and every scheduler operation are under the engine's lock, held only for list
+and dict operations.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from instrument.controls import Controls, control_distance
+from instrument.ledger import NoteLedger
+from instrument.performer import Performer
+from instrument.scheduler import Scheduler, TimedMessage
+from instrument.stats import Samples
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """A request from the sending thread: regenerate from the playhead under `controls`."""
+
+    epoch: int
+    controls: Controls
+    strike: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where generation can restart: the cursor after a model call and both states there."""
+
+    cursor: float
+    voice_state: object
+    performer_state: object
+
+
+class Generation:
+    """The future ahead of the playhead, its checkpoints, and the rollback rule."""
+
+    def __init__(self, voice, listens: frozenset[str] | None, config, clock, scheduler: Scheduler, ledger: NoteLedger,
+                 lock: threading.Lock, *, grid: bool = False,
+                 on_pushed: Callable[[float], None] = lambda first_deadline: None,
+                 on_event: Callable[..., None] = lambda kind, **fields: None) -> None:
+        self.voice, self.listens, self.config, self.clock = voice, listens, config, clock
+        self.scheduler, self.ledger, self.lock = scheduler, ledger, lock
+        self.on_pushed, self.on_event = on_pushed, on_event
+        self.performer = Performer(config.channel, config.max_note_s, tempo=config.tempo, grid=grid)
+        self.t0 = 0.0
+        # hand-offs from the sending thread (immutable values, swapped by reference)
+        self.controls = Controls()
+        self.tempo = float(config.tempo)
+        self.temperature: float | None = None
+        self.epoch = 0  # written by the sending thread only
+        # the sending thread's rollback decision (hysteresis: distance from the controls of the last rollback)
+        self._reference = Controls()
+        self._last_rollback_t = float("-inf")
+        self._request: Rollback | None = None  # under lock
+        self.deferred = False  # a rollback is due but waits for min_rollback_s (the sender asks again)
+        # generation thread only
+        self._voice_controls: Controls | None = None
+        self._checkpoints: deque[Checkpoint] = deque()
+        self._in_underrun = True  # the first fill starts from nothing: not an underrun
+        self._first_after_rollback = False
+        self._late_logged_at = float("-inf")
+        self.horizon = 0.0
+        self.step_time = Samples()
+        self.rollbacks = self.strikes = self.underruns = self.late = 0
+
+    # ------------------------------------------------------------------ sending thread
+    def start(self, t0: float, controls: Controls) -> None:
+        """The first controls (no rollback) and the first checkpoint, at session time 0."""
+        self.t0 = t0
+        self.controls = self._reference = controls
+        self._checkpoints.append(Checkpoint(0.0, self.voice.snapshot(), self.performer.snapshot()))
+
+    def steer(self, controls: Controls, now: float) -> int | None:
+        """Hand over new controls; if they ask for a rollback, request it and return its epoch."""
+        self.controls = controls
+        distance = control_distance(controls, self._reference, self.listens)
+        self.deferred = False
+        if distance <= self.config.rollback_threshold:
+            return None
+        if now - self._last_rollback_t < self.config.min_rollback_s:
+            self.deferred = True
+            return None
+        return self.request_rollback(controls, now, strike=distance >= self.config.strike_threshold)
+
+    def request_rollback(self, controls: Controls, now: float, strike: bool = False) -> int:
+        """Ask for a rollback under `controls` (also the MIDI-in panic); returns the new epoch."""
+        self._reference = controls
+        self._last_rollback_t = now
+        with self.lock:
+            self.epoch += 1
+            self._request = Rollback(self.epoch, controls, strike)
+        return self.epoch
+
+    # ------------------------------------------------------------------ generation thread
+    def fill(self, now: float, stop: threading.Event) -> None:
+        """Generate until the future reaches now + lookahead (or a new rollback is requested)."""
+        with self.lock:
+            request, self._request = self._request, None
+        if request is not None:
+            self._rollback(request)
+        performer, voice = self.performer, self.voice
+        if performer.horizon < now and not self._in_underrun:
+            self.underruns += 1
+            self._in_underrun = True
+        target = now + self.config.lookahead_s
+        while performer.cursor < target and not stop.is_set():
+            if self._request is not None:
+                return
+            controls = self.controls
+            if controls is not self._voice_controls:
+                voice.set_controls(controls)
+                self._voice_controls = controls
+            if self.temperature is not None:
+                voice.temperature, self.temperature = self.temperature, None
+            performer.tempo = self.tempo
+            started = time.perf_counter()
+            events = voice.next_events()
+            self.step_time.add(time.perf_counter() - started)
+            messages: list[TimedMessage] = []
+            for event in events:
+                messages += performer.perform(event, voice.seconds_per_shift)
+            self._push(messages, Checkpoint(performer.cursor, voice.snapshot(), performer.snapshot()))
+        self._in_underrun = False
+        checkpoints = self._checkpoints
+        while len(checkpoints) > 1 and checkpoints[1].cursor <= now:
+            checkpoints.popleft()
+
+    def _push(self, messages: list[TimedMessage], checkpoint: Checkpoint) -> None:
+        gen_now = self.clock.now() - self.t0
+        late = 0
+        with self.lock:
+            for item in messages:
+                if item.deadline < gen_now:
+                    item.late = True
+                    late += 1
+                self.scheduler.push(item)
+            self._checkpoints.append(checkpoint)
+            self.horizon = self.performer.horizon
+        if late:
+            self._count_late(late, gen_now)
+        if messages:
+            self._first_after_rollback = False
+            self.on_pushed(messages[0].deadline)
+
+    def _count_late(self, late: int, now: float) -> None:
+        """Lateness is a fault with a cause: say which in the session log (at most once a second)."""
+        self.late += late
+        if now - self._late_logged_at >= 1.0:
+            self._late_logged_at = now
+            cause = ("the model step took longer than the rollback margin" if self._first_after_rollback
+                     else "generation fell behind the playhead (machine too slow or busy)")
+            self.on_event("late_notes", t=round(now, 3), count=self.late, cause=cause)
+
+    def _rollback(self, request: Rollback) -> None:
+        """Restore the newest checkpoint at or before the playhead; the ledger's notes carry over."""
+        channel = self.performer.channel
+        with self.lock:
+            now = self.clock.now() - self.t0
+            checkpoints = self._checkpoints
+            while len(checkpoints) > 1 and checkpoints[-1].cursor > now:
+                checkpoints.pop()
+            checkpoint = checkpoints[-1]
+            dropped = self.scheduler.drop_after(now)
+            sounding = self.ledger.sounding(channel)
+            for item in self.scheduler.items():  # due but not yet sent: they sound at the playhead too
+                message = item.message
+                if message.type == "note_on" and message.velocity > 0:
+                    sounding[message.note] = item.deadline
+                elif message.type in ("note_off", "note_on"):
+                    sounding.pop(message.note, None)
+            planned_end: dict[int, float] = {}
+            for item in dropped:  # the end the old future had planned for each sounding note
+                message = item.message
+                if message.type in ("note_off", "note_on") and message.note in sounding:
+                    planned_end.setdefault(message.note, item.deadline)
+            margin = self.config.restart_margin_s
+            self.performer.resume(checkpoint.performer_state, now, sounding, planned_end, margin)
+            self.performer.begin_epoch(request.epoch, now + margin)
+            self.horizon = self.performer.horizon
+        self.voice.restore(checkpoint.voice_state)
+        self.voice.set_controls(request.controls)
+        self._voice_controls = request.controls
+        if request.strike and hasattr(self.voice, "strike"):
+            self.voice.strike()
+            self.strikes += 1
+        self._first_after_rollback = True
+        self.rollbacks += 1
+
+    def run_forever(self, stop: threading.Event, wake: threading.Event,
+                    on_error: Callable[[BaseException], None]) -> None:
+        """The generation thread: fill, then sleep until the future runs short or a rollback is asked for."""
+        while not stop.is_set():
+            wake.clear()
+            now = self.clock.now() - self.t0
+            try:
+                self.fill(now, stop)
+            except Exception as err:  # noqa: BLE001 - reported by the engine once it is silent
+                on_error(err)
+                return
+            wake_at = min(self.performer.horizon - self.config.lookahead_s / 2, now + 0.05)
+            self.clock.wait(wake, self.t0 + max(wake_at, now + 0.0005))

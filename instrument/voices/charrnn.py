@@ -1,0 +1,193 @@
+"""The Char-RNN voice: one model step per call, one event out, steered through the condition vector."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from instrument.controls import Controls
+from instrument.voices.base import fault_check, prepare_cpu, resolve_device
+from instrument.voices.registry import VoiceInfo, VoiceOptions, register_voice
+from models.conditioning import DEFAULT_SPEC, ConditionSpec, condition_vector, key_histogram, scale_pitch_classes
+from models.events import CODEC, NOTE_OFF_OFFSET, NOTE_ON_OFFSET, STEPS_PER_SECOND, Event, EventType, velocity_to_bin
+
+_EVENTS = tuple(CODEC.decode(i) for i in range(CODEC.size))  # index -> Event, decoded once
+
+
+class _GraphedStep:
+    """The Char-RNN's single step captured in a CUDA graph (static input and output tensors).
+
+    Replaying writes the same output buffers each time, so the new state is cloned out:
+    a voice's states stay immutable and a snapshot stays a reference.
+    """
+
+    def __init__(self, model, state: tuple[torch.Tensor, ...], cond_dim: int) -> None:
+        device = state[0].device
+        self.token = torch.zeros(1, dtype=torch.long, device=device)  # (1,)
+        self.cond = torch.zeros(1, cond_dim, device=device) if cond_dim else None  # (1, C)
+        self.state = tuple(torch.zeros_like(s) for s in state)  # each (layers, 1, H)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode():
+            for _ in range(3):  # warm up kernels and the allocator outside the capture
+                model.step(self.token, self.cond, self.state)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.inference_mode():
+            self.logits, self.new_state = model.step(self.token, self.cond, self.state)
+
+    def __call__(self, token: torch.Tensor, cond: torch.Tensor | None, state):
+        self.token.copy_(token, non_blocking=True)
+        if cond is not None:
+            self.cond.copy_(cond, non_blocking=True)
+        for static, value in zip(self.state, state):
+            if static is not value:
+                static.copy_(value)
+        self.graph.replay()
+        return self.logits, tuple(s.clone() for s in self.new_state)
+
+
+class StreamingVoice:
+    """The Char-RNN, one event per call, steered through the condition vector."""
+
+    seconds_per_shift = 1.0 / STEPS_PER_SECOND
+
+    def __init__(self, model, *, device: str = "cpu", temperature: float = 1.0, top_p: float = 0.95,
+                 key: str | None = None, scale_lock: bool = False, seed: int = 0,
+                 spec: ConditionSpec = DEFAULT_SPEC, quantize: bool = False, cuda_graph: bool = True,
+                 pitch_range: tuple[int, int] | None = None, name: str = "charrnn") -> None:
+        from models.sampling import sample_token  # imported here so the engine can run without torch models
+
+        self._sample = sample_token
+        self.name = name
+        self.device = resolve_device(device)
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.spec = spec
+        self.pitch_range = pitch_range
+        self.allowed = scale_pitch_classes(key) if (key and scale_lock) else None
+        self.key_histogram = key_histogram(key) if key else None  # --key: a fixed soft key condition
+        model = model.eval()
+        if self.device == "cpu":
+            prepare_cpu()
+            if quantize:
+                import warnings
+
+                from models.charrnn.model import quantize_for_cpu
+
+                with warnings.catch_warnings():  # torch deprecates the quantized tensor API it uses itself
+                    warnings.simplefilter("ignore")
+                    model = quantize_for_cpu(model)
+        else:
+            model = model.to(self.device)
+        self.model = model
+        cond_dim = model.config.cond_dim
+        self._rng = torch.Generator().manual_seed(int(seed))
+        self._token = torch.zeros(1, dtype=torch.long, device=self.device)  # (1,)
+        self._cond = torch.zeros(1, cond_dim, device=self.device) if cond_dim else None  # (1, C)
+        self._state = model.init_state(1, device=self.device)
+        self._last = CODEC.encode(Event(EventType.VELOCITY, velocity_to_bin(80)))  # a neutral first input
+        # Without --key the key condition follows the voice's own recent notes (a decaying pitch-class count
+        # over a C-major prior): a flat histogram lies outside the training data, where it means silence.
+        self._pitch_classes = OwnKey()
+        self._controls = Controls()
+        self._strike = False
+        self._step = model.step
+        if self.device == "cuda" and cuda_graph:
+            self._step = _GraphedStep(model, self._state, cond_dim)
+        self.set_controls(Controls())
+
+    def set_controls(self, controls: Controls) -> None:
+        """Rebuild the condition vector from register, density and key (own recent notes when no key is set)."""
+        self._controls = controls
+        if self._cond is None:
+            return
+        hist = controls.key_histogram if controls.key_histogram is not None else self.key_histogram
+        if hist is None:
+            hist = self._pitch_classes.histogram()
+        vec = condition_vector(controls.register, controls.density, hist, self.spec)  # (14,)
+        self._cond.copy_(torch.from_numpy(vec).unsqueeze(0))
+
+    def strike(self) -> None:
+        """The next event is a note-on, drawn from the model's own distribution restricted to note-ons."""
+        self._strike = True
+
+    @torch.inference_mode()
+    def next_events(self) -> tuple[Event]:
+        """One model step and one sampled event."""
+        fault_check()
+        self._token.fill_(self._last)
+        logits, self._state = self._step(self._token, self._cond, self._state)  # (1, 388)
+        logits = logits[0]
+        if logits.device.type != "cpu":
+            logits = logits.float().cpu()
+        if self._strike:
+            self._strike = False
+            logits = logits.masked_fill(_NOT_NOTE_ON, float("-inf"))
+        index = self._sample(logits, self._rng, self.temperature, self.top_p, self.allowed, self.pitch_range)
+        self._last = int(index)
+        event = _EVENTS[self._last]
+        if event.type == EventType.NOTE_ON and self.key_histogram is None:
+            self._pitch_classes = self._pitch_classes.add(event.value)
+            if self._cond is not None:  # ~10 us a note-on: the condition stays a function of the state
+                self.set_controls(self._controls)
+        return (event,)
+
+    def snapshot(self) -> tuple:
+        """(recurrent state, last event, own-key counts): references, since states are never modified in place."""
+        return (self._state, self._last, self._pitch_classes)
+
+    def restore(self, snapshot: tuple) -> None:
+        """Continue from a snapshot."""
+        self._state, self._last, self._pitch_classes = snapshot
+        self._strike = False
+        if self.key_histogram is None:
+            self.set_controls(self._controls)  # the own-key condition is part of the state
+
+
+_NOT_NOTE_ON = torch.ones(CODEC.size, dtype=torch.bool)  # (388,) True outside the NOTE_ON classes
+_NOT_NOTE_ON[NOTE_ON_OFFSET:NOTE_OFF_OFFSET] = False
+
+
+class OwnKey:
+    """An immutable decaying pitch-class count of the voice's own note-ons, over a C-major prior."""
+
+    DECAY = 0.97  # per note-on: about the last 30 notes (~5 s at the corpus's density) count
+    PRIOR = np.asarray(key_histogram("C:major")) ** 2  # sharpened: training histograms are peaked (median 2.9 bits)
+
+    __slots__ = ("counts", "count")
+
+    def __init__(self, counts: np.ndarray | None = None, count: int = 0) -> None:
+        self.counts = np.zeros(12) if counts is None else counts  # (12,)
+        self.count = count
+
+    def add(self, pitch: int) -> "OwnKey":
+        """A new count with one more note-on of `pitch`."""
+        counts = self.counts * self.DECAY
+        counts[pitch % 12] += 1.0
+        return OwnKey(counts, self.count + 1)
+
+    def histogram(self) -> np.ndarray:
+        """(12,) weights summing to 1: the prior until the notes outweigh it."""
+        prior = self.PRIOR / self.PRIOR.sum() * 3.0  # worth three notes
+        h = self.counts + prior
+        return h / h.sum()
+
+
+@register_voice(VoiceInfo(
+    name="charrnn", summary="Conditional Char-RNN", listens=("register", "density", "key_histogram"),
+    model_class="CharRNN", weights="charrnn.pt",
+    mappings={"default": "charrnn_camera.toml", "emg": "charrnn_emg.toml"},
+))
+def open_charrnn(options: VoiceOptions) -> StreamingVoice:
+    """The Char-RNN from a checkpoint (default: the shipped one), with its conditioning spec."""
+    from models.checkpoint import load_charrnn, shipped_checkpoint
+
+    path = options.checkpoint or shipped_checkpoint("charrnn")
+    model, _, meta = load_charrnn(path)
+    spec = ConditionSpec.from_dict(meta["conditioning"]) if meta.get("conditioning") else DEFAULT_SPEC
+    return StreamingVoice(model, device=options.device, temperature=options.temperature, top_p=options.top_p,
+                          key=options.key, scale_lock=options.scale_lock, seed=options.seed, spec=spec,
+                          quantize=options.int8, name="charrnn" if options.checkpoint is None else path.name)
+
+

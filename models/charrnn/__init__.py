@@ -1,0 +1,1 @@
+"""The Conditional Char-RNN: model, training and evaluation."""

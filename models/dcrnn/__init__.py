@@ -1,0 +1,1 @@
+"""The DCRNN WGAN-GP piano-roll generator: model, critic, data, training, evaluation."""
