@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from instrument.controls import Controls
-from instrument.voices.charrnn import StreamingVoice
-from instrument.voices.dcrnn import ChunkVoice, roll_events
+from instrument.voices.charrnn import StreamingVoice, _open_after
+from instrument.voices.dcrnn import ChunkVoice, decode_roll, roll_events
 from models.charrnn.model import CharRNN, CharRNNConfig
 from models.events import Event, EventType
 
@@ -70,7 +70,7 @@ def test_chunk_voice_plays_one_bar_per_call_and_rolls_back():
     snap = voice.snapshot()
     rng = voice._rng.get_state()
     bar = voice.next_events()
-    assert sum(e.value for e in bar if e.type == EventType.TIME_SHIFT) == 16  # sixteenths
+    assert sum(e.value for e in bar if e.type == EventType.TIME_SHIFT) == 32  # half sixteenths (staccato resolution)
     voice.set_controls(Controls(noise_slots=(1.0,) * 8, theme="wave_in"))
     voice.restore(snap)  # the snapshot holds the sampling RNG too: the same bar again
     voice.set_controls(Controls(theme="rest"))
@@ -108,3 +108,24 @@ def test_strike_makes_the_next_event_a_note_on():
         voice.strike()
         event, = voice.next_events()
         assert event.type == EventType.NOTE_ON
+
+
+def test_char_rnn_releases_a_note_it_forgot():
+    voice = StreamingVoice(tiny_model(), seed=2)
+    forgotten = _open_after((), Event(EventType.NOTE_ON, 60))
+    forgotten = _open_after(forgotten, Event(EventType.TIME_SHIFT, 100))
+    forgotten = _open_after(forgotten, Event(EventType.TIME_SHIFT, 100))  # sounding for 2 s
+    logits = torch.zeros(388)
+    released = voice._release_old_notes_for(forgotten, logits)
+    assert released[128 + 60] > 2.0 and released.sum() == released[128 + 60]  # only that note's NOTE_OFF
+
+
+def test_dcrnn_decode_keeps_the_voicing_budget_and_no_semitones():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.4, 0.6, size=(16, 128, 2))
+    roll = decode_roll(p, np.zeros(128, dtype=np.uint8), voices=3, onsets=12, threshold=0.5)
+    for row in roll:
+        keys = np.flatnonzero(row)
+        assert len(keys) <= 3
+        assert all((a - b) % 12 not in (0, 1, 11) for a in keys for b in keys if a != b)
+    assert 1 <= (roll == 2).any(axis=1).sum() <= 16

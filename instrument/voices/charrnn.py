@@ -92,6 +92,7 @@ class StreamingVoice:
         self._pitch_classes = OwnKey()
         self._controls = Controls()
         self._strike = False
+        self._open: tuple[tuple[int, float], ...] = ()  # (pitch, seconds sounding) of the notes it has struck
         self._step = model.step
         if self.device == "cuda" and cuda_graph:
             self._step = _GraphedStep(model, self._state, cond_dim)
@@ -124,25 +125,64 @@ class StreamingVoice:
         if self._strike:
             self._strike = False
             logits = logits.masked_fill(_NOT_NOTE_ON, float("-inf"))
+        elif self._open and self._open[0][1] > RELEASE_AFTER_S:
+            logits = self._release_old_notes(logits)
         index = self._sample(logits, self._rng, self.temperature, self.top_p, self.allowed, self.pitch_range)
         self._last = int(index)
         event = _EVENTS[self._last]
+        self._open = _open_after(self._open, event)
         if event.type == EventType.NOTE_ON and self.key_histogram is None:
             self._pitch_classes = self._pitch_classes.add(event.value)
             if self._cond is not None:  # ~10 us a note-on: the condition stays a function of the state
                 self.set_controls(self._controls)
         return (event,)
 
+    def _release_old_notes(self, logits: torch.Tensor) -> torch.Tensor:
+        """Raise the NOTE_OFF logit of each note sounding longer than RELEASE_AFTER_S, more the older it is.
+
+        The model sometimes forgets a note (the corpus is pedalled, so its notes are long): left
+        alone, 7 % of its notes would run to the engine's 4-s cap, against 1.6 % of real notes.
+        """
+        return self._release_old_notes_for(self._open, logits)
+
+    @staticmethod
+    def _release_old_notes_for(open_notes: tuple[tuple[int, float], ...], logits: torch.Tensor) -> torch.Tensor:
+        """`_release_old_notes` for given open notes (oldest first)."""
+        logits = logits.clone()
+        for pitch, age in open_notes:
+            if age <= RELEASE_AFTER_S:
+                break  # oldest first
+            logits[NOTE_OFF_OFFSET + pitch] += RELEASE_GAIN * (age - RELEASE_AFTER_S)
+        return logits
+
     def snapshot(self) -> tuple:
-        """(recurrent state, last event, own-key counts): references, since states are never modified in place."""
-        return (self._state, self._last, self._pitch_classes)
+        """(recurrent state, last event, own-key counts, open notes): references, never modified in place."""
+        return (self._state, self._last, self._pitch_classes, self._open)
 
     def restore(self, snapshot: tuple) -> None:
         """Continue from a snapshot."""
-        self._state, self._last, self._pitch_classes = snapshot
+        self._state, self._last, self._pitch_classes, self._open = snapshot
         self._strike = False
         if self.key_histogram is None:
             self.set_controls(self._controls)  # the own-key condition is part of the state
+
+
+RELEASE_AFTER_S = 1.2  # real notes (pedal applied) are shorter than this 9 times out of 10 (p90 1.1 s)
+RELEASE_GAIN = 4.0  # logit added per second past it
+
+
+def _open_after(open_notes: tuple[tuple[int, float], ...], event: Event) -> tuple[tuple[int, float], ...]:
+    """The voice's own open notes (oldest first) after one event: ages grow with time shifts."""
+    if event.type == EventType.TIME_SHIFT:
+        if not open_notes:
+            return open_notes
+        dt = event.value / STEPS_PER_SECOND
+        return tuple((p, age + dt) for p, age in open_notes)
+    if event.type == EventType.NOTE_ON:
+        return tuple(n for n in open_notes if n[0] != event.value) + ((event.value, 0.0),)
+    if event.type == EventType.NOTE_OFF:
+        return tuple(n for n in open_notes if n[0] != event.value)
+    return open_notes
 
 
 _NOT_NOTE_ON = torch.ones(CODEC.size, dtype=torch.bool)  # (388,) True outside the NOTE_ON classes
