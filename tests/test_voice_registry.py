@@ -91,3 +91,35 @@ def test_the_layering_holds():
     assert not [f for f, m in _imports("models") if m == "instrument"], "models/ must not import instrument/"
     assert not [f for f, m in _imports("controllers") if m in ("instrument", "torch")], \
         "controllers/ must import neither instrument/ nor torch"
+
+
+def test_no_import_cycle_among_the_packages():
+    modules: dict[str, Path] = {}
+    for package in ("instrument", "controllers", "models"):
+        for path in (ROOT / package).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+            modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():  # module-level imports: the ones that run at import time
+        deps = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                deps |= {c for c in (node.module, *(f"{node.module}.{a.name}" for a in node.names)) if c in modules}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name in modules}
+        graph[name] = deps - {name}
+    state: dict[str, int] = {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in graph[node]:
+            assert state.get(dep) != 1, f"import cycle: {' -> '.join(stack[stack.index(dep):] + [dep])}"
+            if dep not in state:
+                visit(dep, stack)
+        stack.pop()
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [])
