@@ -4,9 +4,9 @@ This package never imports torch or opens MIDI ports. `open_controller(spec)` is
 one way in; every controller has `latest()`, `next_frame(timeout)`, `stats()` and
 `close()` and is a context manager (see `controllers.base.Controller`).
 
-Specs: `auto`, `demo`, `jevois[:PORT]`, `myo[:PORT]`, `webcam[:INDEX|FILE]`,
-`replay:FILE.jsonl`; `mouse` (an XY pad window) is registered by instrument/ui/mouse_pad.py,
-since GUI code lives in instrument/ui.
+Specs: `auto`, `demo`, `jevois[:PORT]`, `myo[:PORT]`, `webcam[:INDEX|FILE]`, `osc[:PORT]`
+(or `osc:HOST:PORT`), `replay:FILE.jsonl`; `mouse` (an XY pad window) is registered by
+instrument/ui/mouse_pad.py, since GUI code lives in instrument/ui.
 """
 
 from __future__ import annotations
@@ -141,11 +141,20 @@ def _open_myo(arg: str | None, opts: OpenOptions) -> Controller:
 
 @register_scheme("webcam", "webcam[:INDEX]")
 def _open_webcam(arg: str | None, opts: OpenOptions) -> Controller:
+    quiet_opencv()
     from controllers.webcam import WebcamController
 
     source: int | str = 0 if arg is None else int(arg) if arg.isdigit() else arg  # index or video file
     profile = _load_profile(opts.profile)
     return WebcamController(source, clock=opts.clock, raw=opts.raw, reach=profile.reach if profile else None)
+
+
+@register_scheme("osc", "osc[:PORT]")
+def _open_osc(arg: str | None, opts: OpenOptions) -> Controller:
+    from controllers.osc import OscController, parse_spec
+
+    host, port = parse_spec(arg)
+    return OscController(host, port, clock=opts.clock)
 
 
 @register_scheme("replay", "replay:FILE.jsonl")
@@ -166,6 +175,20 @@ def _open_demo(arg: str | None, opts: OpenOptions) -> Controller:
     return DemoController(opts.clock)
 
 
+def quiet_opencv() -> None:
+    """Silence OpenCV's own log (`[ WARN:0@0.01] ... can't open camera by index`) before a camera is
+    probed: our one-line messages say what happened. An OPENCV_LOG_LEVEL the user set is kept."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        return
+    import cv2
+
+    cv_log = getattr(getattr(cv2, "utils", None), "logging", None)  # OpenCV 4 and 5
+    if cv_log is not None and hasattr(cv_log, "setLogLevel"):
+        cv_log.setLogLevel(cv_log.LOG_LEVEL_SILENT)
+    elif hasattr(cv2, "setLogLevel"):  # older builds: 0 is LOG_LEVEL_SILENT
+        cv2.setLogLevel(0)
+
+
 def _camera_present() -> bool:
     if sys.platform.startswith("linux"):
         return bool(glob.glob("/dev/video*"))
@@ -183,6 +206,7 @@ def probe_auto() -> str:
     if dongle:
         return f"myo:{dongle}"
     if _camera_present():
+        quiet_opencv()
         import cv2
 
         capture = cv2.VideoCapture(0)

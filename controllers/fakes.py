@@ -8,6 +8,7 @@ the adapter sees the same EIO and "no such file" as with a real USB device;
 
     python -m controllers.fakes jevois    # prints the path, streams a circling hand
     python -m controllers.fakes myo       # a BLED112 with a Myo behind it
+    python -m controllers.fakes osc       # an OSC sender (controllers/fake_osc.py) to UDP port 9000
 """
 
 from __future__ import annotations
@@ -261,15 +262,29 @@ def __getattr__(name: str):
         from controllers.fake_bled112 import FakeBLED112
 
         return FakeBLED112
+    if name == "FakeOscSender":  # lazy: UDP, no pty
+        from controllers.fake_osc import FakeOscSender
+
+        return FakeOscSender
     raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m controllers.fakes {jevois,myo}`: run a fake device until Ctrl-C."""
+    """`python -m controllers.fakes {jevois,myo,osc}`: run a fake device until Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m controllers.fakes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("device", choices=("jevois", "myo"))
+    parser.add_argument("device", choices=("jevois", "myo", "osc"))
+    parser.add_argument("--port", type=int, default=9000, help="osc: the UDP port to send to (default 9000)")
+    parser.add_argument("--style", choices=("instrument", "wekinator"), default="instrument",
+                        help="osc: /instrument/... bundles or Wekinator's /wek/outputs")
     args = parser.parse_args(argv)
+    if args.device == "osc":
+        from controllers.fake_osc import stream_forever
+
+        print(f"sending OSC ({args.style}) to 127.0.0.1:{args.port}; "
+              f"try: instrument monitor --controller osc:{args.port}", file=sys.stderr, flush=True)
+        stream_forever(args.port, style=args.style)
+        return 0
     if args.device == "jevois":
         fake = FakeJeVois()
         spec = f"jevois:{fake.path}"

@@ -30,11 +30,13 @@ from controllers.frame import ControlFrame
 from instrument.clock import make_realtime
 from instrument.controls import Controls
 from instrument.generation import Generation
+from instrument.stages import S_DUE, S_FRAME, S_MAP, S_POLL, S_SEND, S_SENT, S_SEQ
 from instrument.ledger import NoteLedger
 from instrument.scheduler import Scheduler, TimedMessage
 from instrument.stats import Samples
 
 RT_PRIORITY = 8  # SCHED_FIFO priority of the sending thread (JACK's own runs at 10)
+START_OFFSET_S = 0.05  # a threaded engine's music starts this long after its clock: the first fill takes time
 
 
 class EngineError(RuntimeError):
@@ -108,6 +110,7 @@ class Engine:
         self._frame: ControlFrame | None = None
         self._controls = Controls()
         self._pending_gesture: tuple[int, float] | None = None  # (epoch, session time) awaiting its first note
+        self._stage_poll_at = self._stage_map_s = self._stage_due_at = 0.0  # gesture stage timing (issue 15)
         self._thread: threading.Thread | None = None
         self._frames_to_record: list[ControlFrame] = []
         self._recorded_t = -math.inf
@@ -125,7 +128,8 @@ class Engine:
         """Fix the session start, take the first frame, start the generation thread."""
         self.t0 = self.clock.now()
         self._stats_cache = (-1.0, {})  # a snapshot taken before start measured from another origin
-        self.generation.start(self.t0, self.mapping.map(self.controller.latest()))  # the first controls: no rollback
+        offset = START_OFFSET_S if self.config.threaded else 0.0
+        self.generation.start(self.t0, self.mapping.map(self.controller.latest()), offset)  # first controls: no rollback
         self._poll(0.0)
         self.on_event("start", t0_monotonic=self.t0, model=self.voice.name, device=self.voice.device)
         self.realtime = self.config.realtime and make_realtime(RT_PRIORITY)
@@ -239,7 +243,9 @@ class Engine:
                 self._steer(self._controls, now)
             return
         self._frame = frame
+        self._stage_poll_at = polled = self.clock.now()  # gesture stage timing
         controls = self.mapping.map(frame)
+        self._stage_map_s = self.clock.now() - polled  # gesture stage timing
         self._controls = controls
         if frame.t - self._recorded_t >= self.config.record_frame_s or frame.present != self._recorded_present:
             self._recorded_t, self._recorded_present = frame.t, frame.present  # a hand lost/found is never thinned out
@@ -250,10 +256,12 @@ class Engine:
         epoch = self.generation.steer(controls, gesture_t)
         if epoch is not None:
             self._pending_gesture = (epoch, gesture_t)
+            self._stage_gesture(epoch, gesture_t)  # gesture stage timing
             self._wake_gen.set()
 
     def _send_due(self) -> None:
         now = self.clock.now() - self.t0
+        self._stage_due_at = now  # gesture stage timing
         with self._lock:
             due = self.scheduler.due(now)
             if not due:
@@ -274,6 +282,26 @@ class Engine:
         if pending is not None and message.type == "note_on" and item.epoch == pending[0]:
             self.latency.add(t - pending[1] - item.music_wait)
             self._pending_gesture = None
+            self._stage_sent(pending[0], t)  # gesture stage timing
+
+    # --- gesture stage timing (issue 15; sending thread, no allocation) ---------------------------- begin
+    def _stage_gesture(self, epoch: int, gesture_t: float) -> None:
+        stages = self.generation.stages
+        stages.put(epoch, S_FRAME, self.t0 + gesture_t)
+        stages.put(epoch, S_POLL, self._stage_poll_at)
+        stages.put(epoch, S_MAP, self._stage_map_s)
+
+    def _stage_sent(self, epoch: int, t: float) -> None:
+        stages = self.generation.stages
+        stages.put(epoch, S_SENT, self.clock.now())
+        stages.put(epoch, S_DUE, self.t0 + self._stage_due_at)
+        stages.put(epoch, S_SEND, self.t0 + t)
+        stages.put(epoch, S_SEQ, self.sent - 1)  # index of this message among all sent (a receiver's count)
+
+    def stage_samples(self) -> dict:
+        """Per-gesture stage timing of every rollback whose first note was sent (`GestureStages.samples`, ms)."""
+        return self.generation.stages.samples()
+    # --- gesture stage timing ------------------------------------------------------------------------ end
 
     def _broadcast(self, messages, t: float, clock_only: bool = False) -> None:
         for message in messages:
@@ -355,6 +383,7 @@ class Engine:
             **self.jitter.summary_ms("jitter"),
             **g.step_time.summary_ms("step"),
             "underruns": g.underruns, "rollbacks": g.rollbacks, "strikes": g.strikes, "sent": self.sent, "late": g.late,
+            "opening_delayed": g.opening_delayed,
             "restrikes": self.ledger.restrikes, "orphan_offs": self.ledger.orphan_offs,
             "stuck_at_stop": self.stuck_at_stop,
             "device": self.voice.device, "realtime": self.realtime,

@@ -32,9 +32,16 @@ from dataclasses import dataclass
 
 from instrument.controls import Controls, control_distance
 from instrument.ledger import NoteLedger
-from instrument.performer import Performer
+from instrument.performer import REFERENCE_TEMPO, Performer
 from instrument.scheduler import Scheduler, TimedMessage
+from instrument.stages import S_DEADLINE, S_MUSIC_WAIT, S_PICKUP, S_PITCH, S_PUSHED, S_RESTORED, S_STEP_S, S_STEPS, GestureStages
 from instrument.stats import Samples
+
+
+OPENING_S = 0.030  # the opening of a regenerated future: its messages may leave as they are made ...
+OPENING_SPREAD_S = 0.015  # ... up to this long after the time the model placed them at (a chord: a step a note)
+MAX_MARGIN_S = 0.005  # never delay a gesture's answer by more than this to avoid lateness
+RESTART_COST_DECAY = 0.98  # per rollback: an old slow restart stops setting the margin after ~50 rollbacks
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +89,26 @@ class Generation:
         self._checkpoints: deque[Checkpoint] = deque()
         self._in_underrun = True  # the first fill starts from nothing: not an underrun
         self._first_after_rollback = False
+        self._restart_cost = 0.0  # recent worst time from a rollback's pickup to its first push (decays)
+        self._margin = config.restart_margin_s  # the margin of the last restart
         self._late_logged_at = float("-inf")
         self.horizon = 0.0
         self.step_time = Samples()
-        self.rollbacks = self.strikes = self.underruns = self.late = 0
+        self.rollbacks = self.strikes = self.underruns = self.late = self.opening_delayed = 0
+        self.stages = GestureStages()  # gesture stage timing (issue 15)
+        self._stage_epoch, self._stage_steps, self._stage_step_s = 0, 0, 0.0  # rollback awaiting its first note
 
     # ------------------------------------------------------------------ sending thread
-    def start(self, t0: float, controls: Controls) -> None:
-        """The first controls (no rollback) and the first checkpoint, at session time 0."""
+    def start(self, t0: float, controls: Controls, offset: float = 0.0) -> None:
+        """The first controls (no rollback) and the first checkpoint; the music starts `offset` s into the session.
+
+        A threaded engine starts its music a little after its clock (its first model steps take time:
+        at 0 they would be late); an inline engine, whose clock waits for it, at 0.
+        """
         self.t0 = t0
         self.controls = self._reference = controls
-        self._checkpoints.append(Checkpoint(0.0, self.voice.snapshot(), self.performer.snapshot()))
+        self.performer.cursor = offset
+        self._checkpoints.append(Checkpoint(offset, self.voice.snapshot(), self.performer.snapshot()))
 
     def steer(self, controls: Controls, now: float) -> int | None:
         """Hand over new controls; if they ask for a rollback, request it and return its epoch."""
@@ -110,6 +126,7 @@ class Generation:
         """Ask for a rollback under `controls` (also the MIDI-in panic); returns the new epoch."""
         self._reference = controls
         self._last_rollback_t = now
+        self.stages.begin(self.epoch + 1, self.clock.now())  # gesture stage timing
         with self.lock:
             self.epoch += 1
             self._request = Rollback(self.epoch, controls, strike)
@@ -121,7 +138,9 @@ class Generation:
         with self.lock:
             request, self._request = self._request, None
         if request is not None:
+            picked = self.clock.now()  # gesture stage timing
             self._rollback(request)
+            self._stage_rollback(request.epoch, picked)  # gesture stage timing
         performer, voice = self.performer, self.voice
         if performer.horizon < now and not self._in_underrun:
             self.underruns += 1
@@ -139,30 +158,69 @@ class Generation:
             performer.tempo = self.tempo
             started = time.perf_counter()
             events = voice.next_events()
-            self.step_time.add(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.step_time.add(elapsed)
             messages: list[TimedMessage] = []
             for event in events:
                 messages += performer.perform(event, voice.seconds_per_shift)
+            if self._stage_epoch:  # gesture stage timing: model steps until the rollback's first note-on
+                self._stage_step(elapsed, messages)
             self._push(messages, Checkpoint(performer.cursor, voice.snapshot(), performer.snapshot()))
         self._in_underrun = False
         checkpoints = self._checkpoints
         while len(checkpoints) > 1 and checkpoints[1].cursor <= now:
             checkpoints.popleft()
 
+    # --- gesture stage timing (generation thread) ---------------------------------------------- begin
+    def _stage_rollback(self, epoch: int, picked: float) -> None:
+        stages = self.stages
+        stages.put(epoch, S_PICKUP, picked)
+        stages.put(epoch, S_RESTORED, self.clock.now())
+        self._stage_epoch, self._stage_steps, self._stage_step_s = epoch, 0, 0.0
+
+    def _stage_step(self, elapsed: float, messages: list[TimedMessage]) -> None:
+        self._stage_steps += 1
+        self._stage_step_s += elapsed
+        epoch = self._stage_epoch
+        for item in messages:
+            message = item.message
+            if item.epoch == epoch and message.type == "note_on" and message.velocity > 0:
+                stages = self.stages
+                stages.put(epoch, S_STEPS, self._stage_steps)
+                stages.put(epoch, S_STEP_S, self._stage_step_s)
+                stages.put(epoch, S_PUSHED, self.clock.now())
+                stages.put(epoch, S_DEADLINE, self.t0 + item.deadline)
+                stages.put(epoch, S_MUSIC_WAIT, item.music_wait)
+                stages.put(epoch, S_PITCH, message.note)
+                self._stage_epoch = 0
+                return
+    # --- gesture stage timing -------------------------------------------------------------------- end
+
     def _push(self, messages: list[TimedMessage], checkpoint: Checkpoint) -> None:
         gen_now = self.clock.now() - self.t0
         late = 0
+        restart = self.performer.floor
         with self.lock:
             for item in messages:
                 if item.deadline < gen_now:
-                    item.late = True
-                    late += 1
+                    if item.deadline - restart <= OPENING_S and gen_now - item.deadline <= OPENING_SPREAD_S:
+                        # the opening of a regenerated future (its first OPENING_S): each message leaves as it
+                        # is made, a model step or two after the model placed it, never later than
+                        # OPENING_SPREAD_S; counted in `opening_delayed`. Anything else is late.
+                        item.deadline = gen_now
+                        self.opening_delayed += 1
+                    else:
+                        item.late = True
+                        late += 1
                 self.scheduler.push(item)
             self._checkpoints.append(checkpoint)
             self.horizon = self.performer.horizon
         if late:
             self._count_late(late, gen_now)
         if messages:
+            if self._first_after_rollback:  # how long a restart takes here: the next margin covers it
+                cost = gen_now - (restart - self._margin)
+                self._restart_cost = max(cost, self._restart_cost * RESTART_COST_DECAY)
             self._first_after_rollback = False
             self.on_pushed(messages[0].deadline)
 
@@ -197,7 +255,9 @@ class Generation:
                 message = item.message
                 if message.type in ("note_off", "note_on") and message.note in sounding:
                     planned_end.setdefault(message.note, item.deadline)
-            margin = self.config.restart_margin_s
+            # a restart costs a restore and a model step (~1-2 ms, more on a busy machine): the new future
+            # starts that far after the playhead, so its first note is not made for a moment already past
+            margin = self._margin = min(MAX_MARGIN_S, max(self.config.restart_margin_s, 1.25 * self._restart_cost))
             self.performer.resume(checkpoint.performer_state, now, sounding, planned_end, margin)
             self.performer.begin_epoch(request.epoch, now + margin)
             self.horizon = self.performer.horizon
@@ -205,7 +265,10 @@ class Generation:
         self.voice.set_controls(request.controls)
         self._voice_controls = request.controls
         if request.strike and hasattr(self.voice, "strike"):
-            self.voice.strike()
+            # how far into the restored state's time the new future starts, at the voice's reference tempo
+            # (a grid voice strikes on the first grid step from there; a streaming voice at once)
+            into = max(0.0, self.performer.floor - checkpoint.cursor) * self.performer.tempo / REFERENCE_TEMPO
+            self.voice.strike(into)
             self.strikes += 1
         self._first_after_rollback = True
         self.rollbacks += 1

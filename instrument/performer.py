@@ -31,6 +31,7 @@ from instrument.scheduler import TimedMessage
 from models.events import Event, EventType, bin_to_velocity
 
 REFERENCE_TEMPO = 120.0  # bpm at which a voice's time shifts play at their nominal length
+MIN_NOTE_S = 0.03  # a note-off sooner than this after its note-on is moved to it (a 0-s note is silent on most synths)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,9 @@ class Performer:
             self._planned_end.pop(pitch, None)
             out.append(self._message("note_on", pitch, self.velocity, self.cursor))
         elif pitch in self._open:  # NOTE_OFF of a sounding note; others are dropped
+            if self.cursor - self._open[pitch] < MIN_NOTE_S:  # a note ended as it starts is not heard: hold it
+                self._planned_end[pitch] = self._open[pitch] + MIN_NOTE_S
+                return out
             del self._open[pitch]
             self._planned_end.pop(pitch, None)
             out.append(self._message("note_off", pitch, 0, self.cursor))

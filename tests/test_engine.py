@@ -171,3 +171,17 @@ def test_threaded_engine_on_the_real_clock_keeps_time_and_can_be_stopped():
     assert engine.underruns == 0 and engine.error is None
     snap = engine.snapshot()
     assert [n[0] for n in snap.notes] == [66, 66, 66] and all(n[3] is not None for n in snap.notes)
+
+
+@pytest.mark.parametrize("gesture_t", [3.3, 4.07, 5.51])
+def test_the_grid_voice_answers_a_strike_within_one_sixteenth(gesture_t):
+    from instrument.session import SessionConfig, build_engine
+
+    clock = FakeClock(100.0)
+    sink = ListSink()
+    frames = Frames(clock, [(100.0, 0.1), (100.0 + gesture_t, 0.9)])  # hand low, then high: a strike
+    engine = build_engine(SessionConfig(model="dcrnn", device="cpu", seed=1), clock, frames, [sink], threaded=False)
+    engine.run(duration=gesture_t + 1.0)
+    first = min(t for t, m in sink.notes() if m.type == "note_on" and t >= gesture_t)
+    assert first - gesture_t <= 0.125 + 0.006  # the next sixteenth at 120 bpm, plus the restart margin and a tick
+    assert engine.generation.strikes >= 1 and engine.late == 0

@@ -86,3 +86,10 @@ def test_a_carried_note_the_new_future_ends_earlier_is_ended_once():
     p.resume(p.snapshot(), playhead=0.5, sounding={60: 0.2}, planned_end={60: 2.0})
     got = play(p, [(SHIFT, 10), (OFF, 60), (SHIFT, 100), (SHIFT, 100), (SHIFT, 100)])
     assert got == [(0.6, "note_off", 60, 0)]
+
+
+def test_a_note_ended_as_it_starts_is_held_to_the_shortest_audible_length():
+    p = Performer()
+    got = play(p, [(ON, 60), (OFF, 60), (SHIFT, 1), (SHIFT, 5), (ON, 62), (SHIFT, 1), (OFF, 62), (SHIFT, 5)])
+    assert got == [(0.0, "note_on", 60, 80), (0.03, "note_off", 60, 0),  # 0 s -> 30 ms
+                   (0.06, "note_on", 62, 80), (0.09, "note_off", 62, 0)]  # 10 ms -> 30 ms

@@ -1,15 +1,43 @@
-"""`instrument bench latency`: how fast a gesture is heard, measured on the real engine.
+"""`instrument bench latency`: how fast a gesture is heard, measured at a separate JACK receiver.
 
-The real engine plays the shipped model through JACK (a private dummy server with
--p 128 is started when none runs), driven by a scripted controller that jumps between
-two distant hand positions every `--step-every` seconds. Reported:
+The real engine (`build_engine`, real-time scheduling where permitted) plays the model
+through JACK into a receiving client that runs as its own process (this module with
+`--receive`) and stamps every message it gets with `time.monotonic()`. The engine's
+clock (`SystemClock`) is `time.monotonic` too, i.e. CLOCK_MONOTONIC, one time line for
+both processes, so a receiver's stamp minus a gesture frame's stamp is the latency a
+listener hears.
 
-- control -> note: send time of the first NOTE_ON generated under the new controls,
-  minus the gesture frame's timestamp, minus the TIME_SHIFTs the model itself
-  generated before that note (the music's own wait is not latency); JACK then
-  delivers it at its next period (128 / 48 kHz = 2.7 ms at most), not included;
-- schedule jitter: send time minus deadline, for messages generated ahead of time;
-- model step time; underruns (the playhead caught up with the generated future).
+The controller is scripted: after `--warmup` s it jumps between two distant hand
+positions every `--every` s (default 0.3, above the engine's `min_rollback_s` of
+0.25 s), `--gestures` times (default 1000). Each jump moves register and density far
+past `strike_threshold`, so every gesture rolls back and strikes: the model's next event
+is a note-on. For each gesture the engine records its stages (`Engine.stage_samples`):
+
+    frame_age      the frame's age when the sending loop polled it
+    mapping        ControlFrame -> Controls
+    decision       steering and the rollback decision, up to the request
+    handoff        request -> the generation thread takes it
+    restore        checkpoint restore, new controls, strike
+    model          model steps until the first NOTE_ON under the new controls (steps: how many)
+    deadline_wait  the note waits in the scheduler for its deadline (the playhead + restart margin)
+    sender_wake    the sending loop wakes and takes it
+    admit          ledger admission, up to the send call
+    send           the send call itself (rtmidi into JACK's ring buffer)
+    delivery       send -> arrival at the receiver (JACK delivers at its next period)
+
+Each gesture is paired with the first note-on generated under it: the engine records
+which message (its index among all messages sent) that note was, and the receiver's
+message of that index is checked to be that note-on (same pitch); if the counts ever
+disagree the first note-on of that pitch received after the send is taken instead.
+
+control -> note (receiver) = arrival - gesture frame time; the in-engine figure is send
+time - gesture frame time - the model's own silence before that note (0 for strikes).
+Also reported: schedule jitter (send time - deadline, for notes made ahead of time),
+underruns, late notes (made for a moment already past; must be 0) and model step time.
+
+JACK: `--period 64` (default) and/or 128 (`--period 64,128` runs both). A running server
+with that period is used (its period is read with `jack_bufsize`); otherwise a private
+`jackd -n NAME -S -d dummy -r 48000 -p N` is started and stopped again.
 """
 
 from __future__ import annotations
@@ -18,33 +46,55 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+import numpy as np
 
 from controllers.frame import ControlFrame
+from instrument.errors import UsageError
 
-KEYS = ("control_to_note_p50_ms", "control_to_note_p99_ms", "jitter_p50_ms", "jitter_p99_ms", "jitter_max_ms",
-        "step_p50_ms", "step_p99_ms", "underruns", "rollbacks", "gestures", "sent", "late", "device", "midi",
-        "seconds", "realtime")
+SAMPLE_RATE = 48000
+# Rows of the stage table: (key in Engine.stage_samples, or "delivery"; label)
+STAGES = (("frame_age", "frame age at poll"), ("mapping", "mapping"), ("decision", "rollback decision"),
+          ("handoff", "hand-off to generator"), ("restore", "restore + strike"),
+          ("model", "model steps to note-on"), ("step_compute", "  of which model compute"),
+          ("deadline_wait", "wait for deadline"), ("sender_wake", "sender wake-up"), ("admit", "ledger admit"),
+          ("send", "send call"), ("delivery", "JACK delivery"))
 
 
+# ----------------------------------------------------------------------------- the gestures
 class SteppedController:
-    """A hand that jumps between low-left and high-right every `period` s, on exact times."""
+    """A hand that holds still for `warmup` s, then jumps between low-left and high-right every `every` s.
 
-    POSITIONS = ((0.15, 0.2), (0.85, 0.8))  # (x, y): register 48+.. and density change together
+    Frames carry the exact time of their jump. The time origin is the first `latest()` call (the
+    engine's start), so model loading does not eat gestures. After `gestures` jumps the hand holds.
+    """
 
-    def __init__(self, clock, period: float = 0.5) -> None:
-        self.clock, self.period = clock, period
-        self.t0 = clock.now()
-        self.gestures = 0
+    POSITIONS = ((0.15, 0.2), (0.85, 0.8))  # (x, y): register 55 <-> 77, density 2.4 <-> 8.7 notes/s
+
+    def __init__(self, clock, every: float = 0.3, warmup: float = 1.0, gestures: int | None = None) -> None:
+        self.clock, self.every, self.warmup, self.limit = clock, every, warmup, gestures
+        self.t0: float | None = None
+        self.gestures = 0  # jumps made so far
+        self.spec = "bench"
 
     def latest(self) -> ControlFrame:
-        """The frame of the current step, stamped with the step's exact start time."""
-        k = int((self.clock.now() - self.t0) / self.period)
-        x, y = self.POSITIONS[k % 2]
+        """The frame of the current position, stamped with the time the hand got there."""
+        now = self.clock.now()
+        if self.t0 is None:
+            self.t0 = now
+        k = int((now - self.t0 - self.warmup) // self.every) + 1 if now - self.t0 >= self.warmup else 0
+        if self.limit is not None:
+            k = min(k, self.limit)
         self.gestures = k
-        return ControlFrame(t=self.t0 + k * self.period, present=True, x=x, y=y, size=0.3)
+        x, y = self.POSITIONS[k % 2]
+        t = self.t0 if k == 0 else self.t0 + self.warmup + (k - 1) * self.every
+        return ControlFrame(t=t, present=True, x=x, y=y, size=0.3)
 
     def stats(self) -> dict:
         return {"gestures": self.gestures}
@@ -53,84 +103,390 @@ class SteppedController:
         """Nothing to release."""
 
 
-def configure_latency(parser: argparse.ArgumentParser) -> None:
-    """Flags of `bench latency`."""
-    a = parser.add_argument
-    a("--json", action="store_true", help="print one JSON object")
-    a("--seconds", type=float, default=60.0, help="how long to play (default 60)")
-    a("--model", default="charrnn", help="charrnn (default), dcrnn or a checkpoint path")
-    a("--device", default="auto", choices=("auto", "cpu", "cuda"), help="model device (default auto)")
-    a("--lookahead", type=float, default=0.2, help="engine lookahead in s (default 0.2)")
-    a("--step-every", type=float, default=0.5, help="seconds between scripted gestures (default 0.5)")
-    a("--quantize", action="store_true", help="int8 dynamic quantization on CPU")
-    a("--no-midi", action="store_true", help="measure without any MIDI port")
-    a("--no-realtime", action="store_true", help="do not ask for SCHED_FIFO scheduling")
-    a("--seed", type=int, default=0)
+# ----------------------------------------------------------------------------- JACK servers
+def _die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when this process dies (Linux), so a killed bench leaks no server."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
-def _private_jack() -> subprocess.Popen | None:
-    """Start `jackd -S -d dummy -r 48000 -p 128` under a private name; None if jackd is missing."""
-    jackd = shutil.which("jackd")
-    if jackd is None:
+def jack_period(server: str) -> int | None:
+    """The period (frames) of the running JACK server `server`, read with `jack_bufsize`; None if unknown."""
+    tool = shutil.which("jack_bufsize")
+    if tool is None:
         return None
+    env = {**os.environ, "JACK_DEFAULT_SERVER": server, "JACK_NO_START_SERVER": "1"}
+    try:
+        out = subprocess.run([tool], env=env, capture_output=True, text=True, timeout=10).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return int(out[0]) if out and out[0].isdigit() else None
+
+
+def start_private_jack(period: int = 128, name: str | None = None) -> tuple[subprocess.Popen | None, str]:
+    """Start `jackd -n NAME -S -d dummy -r 48000 -p PERIOD`; (process, name), process None if jackd is missing."""
     from instrument.midi_out import jack_server_running
 
-    name = f"ds-bench-{os.getpid()}"
+    name = name or f"ds-bench-{os.getpid()}-{period}"
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        return None, name
     env = {**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"}
-    proc = subprocess.Popen([jackd, "-n", name, "-S", "-d", "dummy", "-r", "48000", "-p", "128"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([jackd, "-n", name, "-S", "-d", "dummy", "-r", str(SAMPLE_RATE), "-p", str(period)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_die_with_parent)
     deadline = time.monotonic() + 10
     while not jack_server_running(name) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    os.environ["JACK_DEFAULT_SERVER"] = name
+    return proc, name
+
+
+def stop_private_jack(proc: subprocess.Popen | None) -> None:
+    """Stop a server started by `start_private_jack` and wait for it."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _private_jack() -> subprocess.Popen | None:
+    """A private -p 128 server made this process's default (`bench soak` uses it); None if jackd is missing."""
+    proc, name = start_private_jack(128)
+    if proc is not None:
+        os.environ["JACK_DEFAULT_SERVER"] = name
     return proc
 
 
-def run_latency(args: argparse.Namespace) -> int:
-    """Run the engine for --seconds and print the figures."""
+class JackFor:
+    """A JACK server with the wanted period for the duration of a `with`: the running one, or a private one."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.proc: subprocess.Popen | None = None
+        self.name = ""
+        self.where = ""
+        self._env: dict[str, str | None] = {}
+
+    def __enter__(self) -> "JackFor":
+        from instrument.midi_out import jack_server_running
+
+        running = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+        if jack_server_running(running) and jack_period(running) == self.period:
+            self.name, self.where = running, f"running server {running!r}"
+        else:
+            self.proc, self.name = start_private_jack(self.period)
+            if self.proc is None or not jack_server_running(self.name):
+                stop_private_jack(self.proc)
+                raise UsageError(f"bench latency measures at a separate JACK client and needs a JACK server with "
+                                 f"-p {self.period}: install jackd2 (apt install jackd2), or start "
+                                 f"`jackd -S -d dummy -r {SAMPLE_RATE} -p {self.period}`")
+            self.where = f"private server {self.name!r}"
+        self._env = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+        os.environ.update(JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for key, value in self._env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        stop_private_jack(self.proc)
+
+
+# ----------------------------------------------------------------------------- the receiver
+def receive(out: Path, name: str) -> int:
+    """A separate JACK client: a virtual input `NAME:in` stamping every message with time.monotonic() until SIGTERM.
+
+    Writes {"ready": true} when its port exists, then, after SIGTERM, {"messages": [[t, byte, ...], ...]}.
+    """
+    import rtmidi
+
+    from instrument.midi_out import quiet_libjack
+
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # taken by sigwait below: no handler, no lock
+    quiet_libjack()
+    received: list[tuple] = []  # (t, bytes), appended on JACK's thread; list.append is atomic
+    now = time.monotonic
+
+    def on_message(event, data=None) -> None:
+        t = now()  # first: the stamp is the arrival
+        received.append((t, event[0]))
+
+    midi_in = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name)
+    midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
+    midi_in.set_callback(on_message)
+    midi_in.open_virtual_port("in")
+    out.write_text(json.dumps({"ready": True}) + "\n")
+    signal.sigwait(stop_signals)
+    time.sleep(0.2)  # the last JACK periods' messages
+    midi_in.close_port()
+    messages = [[t, *message] for t, message in list(received)]
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"messages": messages}) + "\n")
+    tmp.replace(out)
+    return 0
+
+
+class Receiver:
+    """This module's receiver, as a separate process."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.out = folder / f"{name}.json"
+        self.name = name
+        self.proc = subprocess.Popen([sys.executable, "-m", "instrument.bench.latency", "--receive", str(self.out),
+                                      "--name", name], stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_die_with_parent)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the receiver's port exists."""
+        deadline = time.monotonic() + timeout
+        while not (self.out.exists() and self.out.read_text().endswith("\n")):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                why = self.proc.stderr.read() if self.proc.poll() is not None else "timeout"
+                raise RuntimeError(f"the latency receiver did not start: {why}")
+            time.sleep(0.02)
+
+    def finish(self) -> list[list[float]]:
+        """Stop it; every message it received as [t, byte, ...], in arrival order."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        return json.loads(self.out.read_text()).get("messages", [])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ----------------------------------------------------------------------------- figures
+def percentiles(values) -> dict[str, float | None]:
+    """{p50, p99, p99_9, max, mean} in the values' unit, rounded to 3 decimals; None when empty."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if not v.size:
+        return {"p50": None, "p99": None, "p99_9": None, "max": None, "mean": None}
+    p50, p99, p999 = np.percentile(v, [50, 99, 99.9])
+    return {"p50": round(float(p50), 3), "p99": round(float(p99), 3), "p99_9": round(float(p999), 3),
+            "max": round(float(v.max()), 3), "mean": round(float(v.mean()), 3)}
+
+
+def pair_with_receiver(stages: dict[str, np.ndarray], messages: list[list[float]]) -> tuple[np.ndarray, dict]:
+    """Arrival time (s, NaN if never heard) of each gesture's first note at the receiver, and how it was found."""
+    times = np.array([m[0] for m in messages], dtype=np.float64)
+    is_on = np.array([len(m) >= 4 and int(m[1]) & 0xF0 == 0x90 and m[3] > 0 for m in messages], dtype=bool)
+    pitch = np.array([int(m[2]) if len(m) >= 3 else -1 for m in messages], dtype=np.int64)
+    arrival = np.full(len(stages["epoch"]), np.nan)
+    by_index = by_time = 0
+    for i, (seq, note, sent) in enumerate(zip(stages["seq"], stages["pitch"], stages["send_t"])):
+        if 0 <= seq < len(messages) and is_on[seq] and pitch[seq] == note and times[seq] >= sent:
+            arrival[i] = times[seq]
+            by_index += 1
+            continue
+        later = np.flatnonzero(is_on & (pitch == note) & (times >= sent))
+        if later.size:
+            arrival[i] = times[later[0]]
+            by_time += 1
+    return arrival, {"paired_by_index": by_index, "paired_by_time": by_time}
+
+
+def measure(period: int, args: argparse.Namespace, folder: Path) -> dict:
+    """One run at JACK period `period`: the engine plays into a receiver process; the run's figures."""
     from instrument.clock import SystemClock
-    from instrument.midi_out import MidiSink, alsa_available, jack_server_running
+    from instrument.midi_out import MidiSink
     from instrument.session import SessionConfig, build_engine
 
-    private = None
-    sinks = []
-    midi = "none"
-    if not args.no_midi:
-        if not (alsa_available() or jack_server_running()):
-            private = _private_jack()
-        lines: list[str] = []
-        sink = MidiSink(api="auto", on_status=lambda kind, message: lines.append(message))
-        if sink.connected:
-            sinks.append(sink)
-            midi = sink.status + (" (private dummy server, -p 128)" if private else "")
-        else:
-            sink.close()
-            print(f"bench latency: {lines[-1] if lines else 'no MIDI'}; measuring without a port", file=sys.stderr)
+    load_before = os.getloadavg()
+    with JackFor(period) as server:
+        receiver = Receiver(folder, f"ds-latency-rx-{os.getpid()}-{period}")
+        try:
+            receiver.wait_ready()
+            lines: list[str] = []
+            sink = MidiSink(port="Deep Symphony", connect=receiver.name, api="jack",
+                            on_status=lambda kind, message: lines.append(message))
+            if not sink.connected:
+                sink.close()
+                raise UsageError(f"bench latency: cannot reach the receiver: {lines[-1] if lines else 'no MIDI'}")
+            try:
+                config = SessionConfig(model=args.model, device=args.device, quantize=args.quantize, seed=args.seed,
+                                       lookahead=args.lookahead, realtime=not args.no_realtime)
+                clock = SystemClock()
+                controller = SteppedController(clock, args.every, args.warmup, args.gestures)
+                engine = build_engine(config, clock, controller, [sink])
+                switch = sys.getswitchinterval()
+                sys.setswitchinterval(0.0005)  # as `play`: the sending thread gets the GIL back within 0.5 ms
+                started = time.monotonic()
+                try:
+                    engine.run(args.warmup + (args.gestures - 1) * args.every + max(args.every, 0.5))
+                finally:
+                    sys.setswitchinterval(switch)
+                    _normal_priority()  # what this thread starts next (servers, receivers) must not inherit FIFO
+                wall = time.monotonic() - started
+            finally:
+                sink.close()
+            messages = receiver.finish()
+        finally:
+            receiver.kill()
+    stats, stages = engine.stats(), engine.stage_samples()
+    arrival, pairing = pair_with_receiver(stages, messages)
+    receiver_ms = (arrival - stages["frame_t"]) * 1e3
+    delivery_ms = (arrival - stages["send_t"]) * 1e3
+    table = {key: percentiles(delivery_ms if key == "delivery" else stages[key]) for key, _ in STAGES}
+    table["music_wait"] = percentiles(stages["music_wait"])
+    first_late = int((stages["late_by"] > 0).sum())
+    steps = stages["steps"]
+    result = {
+        "period": period, "sample_rate": SAMPLE_RATE, "period_ms": round(period / SAMPLE_RATE * 1e3, 3),
+        "server": server.where, "model": engine.voice.name, "device": stats.get("device"),
+        "realtime": engine.realtime, "gestures": controller.gestures, "every_s": args.every,
+        "rollbacks": engine.rollbacks, "strikes": engine.generation.strikes,
+        "notes_sent": int(len(stages["epoch"])), "notes_received": int(np.isfinite(arrival).sum()), **pairing,
+        "control_to_note_ms": percentiles(receiver_ms),
+        "engine_ms": percentiles(stages["engine"]),
+        "stages_ms": table,
+        "steps_to_note": {"p50": _int_pct(steps, 50), "p99": _int_pct(steps, 99),
+                          "max": int(steps.max()) if steps.size else None,
+                          "one_step_pct": round(100.0 * float((steps == 1).mean()), 2) if steps.size else None},
+        "jitter_ms": {"p50": stats.get("jitter_p50_ms"), "p99": stats.get("jitter_p99_ms"),
+                      "max": stats.get("jitter_max_ms")},
+        "step_ms": {"p50": stats.get("step_p50_ms"), "p99": stats.get("step_p99_ms"), "max": stats.get("step_max_ms")},
+        "underruns": engine.underruns, "late": engine.late, "first_notes_late": first_late,
+        "first_notes_late_by_ms": percentiles(stages["late_by"][stages["late_by"] > 0]),
+        "sent": engine.sent, "received": len(messages),
+        "seconds": round(wall, 1),
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
+    }
+    if args.keep:
+        keep = Path(args.keep)
+        keep.mkdir(parents=True, exist_ok=True)
+        raw = {key: value.tolist() for key, value in stages.items()}
+        raw.update(arrival=arrival.tolist(), receiver_ms=receiver_ms.tolist())
+        (keep / f"latency_p{period}.json").write_text(json.dumps({"result": result, "gestures": raw}) + "\n")
+    return result
+
+
+def _int_pct(values: np.ndarray, q: float) -> int | None:
+    return int(np.percentile(values, q, method="higher")) if values.size else None
+
+
+def _normal_priority() -> None:
     try:
-        config = SessionConfig(model=args.model, device=args.device, quantize=args.quantize, seed=args.seed,
-                               lookahead=args.lookahead, realtime=not args.no_realtime)
-        clock = SystemClock()
-        controller = SteppedController(clock, args.step_every)
-        engine = build_engine(config, clock, controller, sinks)
-        voice = engine.voice
-        sys.setswitchinterval(0.0005)
-        engine.run(args.seconds)
-    finally:
-        for sink in sinks:
-            sink.close()
-        if private is not None:
-            private.terminate()
-            private.wait(timeout=10)
-    stats = engine.stats()
-    result = {**{k: stats.get(k) for k in KEYS}, "gestures": controller.gestures, "midi": midi, "seconds": args.seconds}
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
+# ----------------------------------------------------------------------------- the command
+def configure_latency(parser: argparse.ArgumentParser) -> None:
+    """Flags of `bench latency`."""
+    from instrument.voices.registry import model_help
+
+    a = parser.add_argument
+    a("--gestures", type=int, default=1000, help="how many gestures (default 1000; each is a strike)")
+    a("--period", default="64", help="JACK period in frames at 48 kHz: 64, 128 or both as 64,128 (default 64)")
+    a("--every", "--step-every", dest="every", type=float, default=0.3,
+      help="seconds between gestures (default 0.3; more than the engine's min_rollback_s, 0.25 s)")
+    a("--warmup", type=float, default=1.0, help="seconds of play before the first gesture (default 1)")
+    a("--model", default="charrnn", help=model_help())
+    a("--device", default="auto", choices=("auto", "cpu", "cuda"), help="model device (default auto)")
+    a("--lookahead", type=float, default=0.2, help="engine lookahead in s (default 0.2)")
+    a("--quantize", action="store_true", help="int8 dynamic quantization on CPU")
+    a("--no-realtime", action="store_true", help="do not ask for SCHED_FIFO scheduling")
+    a("--seed", type=int, default=0)
+    a("--keep", default=None, metavar="DIR", help="write every gesture's stages and arrival to DIR/latency_pN.json")
+    a("--json", action="store_true", help="print one JSON object")
+
+
+def _periods(text: str) -> list[int]:
+    try:
+        periods = [int(p) for p in str(text).split(",") if p.strip()]
+    except ValueError:
+        periods = []
+    if not periods or any(p < 16 or p > 8192 or p & (p - 1) for p in periods):
+        raise UsageError(f"--period must be JACK periods (powers of two), e.g. 64, 128 or 64,128; got {text!r}")
+    return periods
+
+
+def run_latency(args: argparse.Namespace) -> int:
+    """Run the benchmark for each --period and print the figures."""
+    periods = _periods(args.period)
+    if args.gestures < 1:
+        raise UsageError(f"--gestures must be >= 1, got {args.gestures}")
+    from instrument.engine import EngineConfig
+
+    min_rollback = EngineConfig().min_rollback_s  # gestures closer than this steer instead of striking
+    if args.every < min_rollback + 0.01:
+        raise UsageError(f"--every must be >= {min_rollback + 0.01:g} s: closer gestures than the engine's "
+                         f"{min_rollback:g} s between rollbacks steer instead of striking; got {args.every:g}")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0 s, got {args.warmup:g}")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="ds-latency-") as tmp:
+        for period in periods:
+            if not args.json:
+                print(f"bench latency: {args.gestures} gestures every {args.every:g} s at -p {period} "
+                      f"(about {args.warmup + args.gestures * args.every:.0f} s after the model loads)...",
+                      file=sys.stderr, flush=True)
+            runs.append(measure(period, args, Path(tmp)))
+    report = {"model": runs[0]["model"], "device": runs[0]["device"], "gestures": args.gestures,
+              "clock": "time.monotonic (CLOCK_MONOTONIC) in the engine and the receiver", "runs": runs}
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(report))
     else:
-        print(f"model {voice.name} on {result['device']}, {args.seconds:g} s, {result['gestures']} gestures, MIDI: {midi}")
-        print(f"control -> note  p50 {result['control_to_note_p50_ms']} ms  p99 {result['control_to_note_p99_ms']} ms")
-        print(f"schedule jitter  p50 {result['jitter_p50_ms']} ms  p99 {result['jitter_p99_ms']} ms  "
-              f"max {result['jitter_max_ms']} ms")
-        print(f"model step       p50 {result['step_p50_ms']} ms  p99 {result['step_p99_ms']} ms")
-        print(f"underruns {result['underruns']}  rollbacks {result['rollbacks']}  messages {result['sent']}  "
-              f"real-time scheduling {'on' if result['realtime'] else 'off (not permitted)'}")
+        for run in runs:
+            print_run(run)
     return 0
+
+
+def _cells(figures: dict, keys=("p50", "p99", "p99_9", "max")) -> str:
+    return "".join(f"{'-' if figures.get(k) is None else format(figures[k], '.3f'):>9}" for k in keys)
+
+
+def print_run(run: dict) -> None:
+    """The readable table of one run."""
+    p = print
+    p(f"\n{run['model']} on {run['device']}, JACK dummy -p {run['period']} at {run['sample_rate'] // 1000} kHz "
+      f"({run['period_ms']} ms period, {run['server']}), real-time scheduling "
+      f"{'on' if run['realtime'] else 'off (not permitted)'}, load average {run['load_average']['before'][0]:.1f}")
+    p(f"{run['gestures']} gestures every {run['every_s']:g} s: {run['rollbacks']} rollbacks, {run['strikes']} strikes, "
+      f"first notes sent {run['notes_sent']}, received {run['notes_received']} "
+      f"({run['paired_by_index']} by message index, {run['paired_by_time']} by time)")
+    p(f"{'(ms)':<34}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>9}")
+    p(f"{'control -> note at the receiver':<34}{_cells(run['control_to_note_ms'])}")
+    p(f"{'control -> note in the engine':<34}{_cells(run['engine_ms'])}")
+    p("stages:")
+    for key, label in STAGES:
+        p(f"  {label:<32}{_cells(run['stages_ms'][key])}")
+    s = run["steps_to_note"]
+    p(f"  {'model steps to note-on (count)':<32}{s['p50']:>9}{s['p99']:>9}{'':>9}{s['max']:>9}"
+      f"   ({s['one_step_pct']} % in one step)")
+    p(f"  {'music wait (subtracted in engine)':<32}{_cells(run['stages_ms']['music_wait'])}")
+    j, st = run["jitter_ms"], run["step_ms"]
+    p(f"schedule jitter p50 {j['p50']} p99 {j['p99']} max {j['max']} ms; model step p50 {st['p50']} p99 {st['p99']} ms")
+    lb = run["first_notes_late_by_ms"]
+    by = f" (late by p50 {lb['p50']}, max {lb['max']} ms)" if run["first_notes_late"] else ""
+    p(f"underruns {run['underruns']}  late {run['late']} messages (must be 0): {run['first_notes_late']} of them "
+      f"a gesture's first note{by}")
+    p(f"messages sent {run['sent']}, received {run['received']} (with the final panic); {run['seconds']:g} s")
+
+
+def _receiver_main() -> int:
+    parser = argparse.ArgumentParser(description="the latency bench's receiving JACK client (internal)")
+    parser.add_argument("--receive", required=True, metavar="OUT.json")
+    parser.add_argument("--name", required=True)
+    args = parser.parse_args()
+    return receive(Path(args.receive), args.name)
+
+
+if __name__ == "__main__":
+    sys.exit(_receiver_main())

@@ -20,19 +20,23 @@ from controllers.frame import ControlFrame
 from instrument.errors import UsageError
 
 BARS = " ▁▂▃▄▅▆▇█"
-WINDOW_MODULE = "instrument.ui.monitor_window"  # optional: adds --window (configure_window, open_window_sink)
+WINDOW_MODULE = "instrument.ui.monitor_window"  # optional: when installed, `--window` shows frames (open_window_sink)
 
 
 def _window_extension():
-    """The live-window module when it is installed (it adds `--window`), else None."""
-    return importlib.import_module(WINDOW_MODULE) if importlib.util.find_spec(WINDOW_MODULE) else None
+    """The live-window module (`--window`) when it is installed, else None; imported only when used."""
+    return importlib.import_module(WINDOW_MODULE) if _window_installed() else None
+
+
+def _window_installed() -> bool:
+    return importlib.util.find_spec(WINDOW_MODULE) is not None  # no import: the window loads OpenCV
 
 
 def add_controller_arguments(parser: argparse.ArgumentParser) -> None:
     """`--controller`, `--profile` and `--raw`, shared by monitor and calibrate."""
     parser.add_argument("--controller", default="auto", metavar="SPEC",
                         help="auto (default), demo, jevois[:PORT], myo[:PORT], webcam[:INDEX], "
-                             "replay:FILE.jsonl, mouse")
+                             "osc[:PORT] (UDP, default 9000), replay:FILE.jsonl, mouse")
     parser.add_argument("--profile", metavar="NAME", help="calibration profile to apply (see `instrument calibrate`)")
 
 
@@ -44,9 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument("--record", metavar="FILE.jsonl", help="also record the frames to a JSONL file")
     parser.add_argument("--raw", action="store_true", help="values before filtering and calibration")
-    window = _window_extension()
-    if window is not None:
-        window.configure_window(parser)
+    if _window_installed():  # the flag only: importing the window module at --help costs OpenCV's 0.2 s
+        parser.add_argument("--window", action="store_true", help="also show the frames in a window: "
+                            "camera (or XY pad), hand circle and control bars")
 
 
 def open_for_cli(spec: str, profile: str | None = None, raw: bool = False):
@@ -66,8 +70,10 @@ def format_frame(frame: ControlFrame, t0: float) -> str:
     if not frame.present:
         return f"{head}  -- hand lost --"
     parts = [head]
-    if frame.x is not None:
-        parts.append(f"x={frame.x:.3f} y={frame.y:.3f}" + (f" size={frame.size:.3f}" if frame.size is not None else ""))
+    axes = " ".join(f"{name}={value:.3f}" for name, value in (("x", frame.x), ("y", frame.y), ("size", frame.size))
+                    if value is not None)  # an OSC sender may send only some axes
+    if axes:
+        parts.append(axes)
     if frame.emg is not None:
         bars = "".join(BARS[min(8, int(v * 8.999))] for v in frame.emg)
         parts.append(f"emg[{bars}] " + " ".join(f"{v:.2f}" for v in frame.emg))
@@ -99,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(err)) from None
         sinks.append(recorder.write)
         closers.insert(0, recorder.close)
-    window = _window_extension()
-    if window is not None and getattr(args, "window", False):
-        sink = window.open_window_sink(args, controller)
+    if getattr(args, "window", False):
+        sink = _window_extension().open_window_sink(args, controller)
         sinks.append(sink)
         closers.insert(0, sink.close)
     count = 0

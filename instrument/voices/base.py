@@ -1,8 +1,9 @@
 """What the engine needs from a voice, and the device settings every voice shares.
 
 A voice turns the current `Controls` into the next few performance events and can
-snapshot and restore its state, which is all rollback needs. Optional: `strike()`
-(the next event is a note-on: the immediate response to a gesture).
+snapshot and restore its state, which is all rollback needs. Optional: `strike(after_s)`
+(the immediate response to a gesture: a note-on at once, or for a grid voice on the first grid
+step at or after `after_s` seconds into the restored state's time).
 
 Device notes. CPU: one thread and mkldnn off (at batch 1 the plain kernels are several
 times faster), optionally int8 dynamic quantization. CUDA: the state stays on the GPU.

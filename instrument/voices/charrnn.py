@@ -109,7 +109,7 @@ class StreamingVoice:
         vec = condition_vector(controls.register, controls.density, hist, self.spec)  # (14,)
         self._cond.copy_(torch.from_numpy(vec).unsqueeze(0))
 
-    def strike(self) -> None:
+    def strike(self, after_s: float = 0.0) -> None:
         """The next event is a note-on, drawn from the model's own distribution restricted to note-ons."""
         self._strike = True
 
@@ -207,11 +207,28 @@ class OwnKey:
         counts[pitch % 12] += 1.0
         return OwnKey(counts, self.count + 1)
 
+    def key_profile(self) -> np.ndarray:
+        """(12,) the Krumhansl-Kessler profile of the key its notes fit best (C major before any note).
+
+        A whole key, never a few pitch classes: a prior built on it cannot collapse onto the
+        notes just played, as a raw count fed back into the music can.
+        """
+        if self.count < 4:
+            return _KEY_PROFILES[0]
+        centred = self.counts - self.counts.mean()
+        return _KEY_PROFILES[int(np.argmax(_KEY_PROFILES_CENTRED @ centred))]
+
     def histogram(self) -> np.ndarray:
         """(12,) weights summing to 1: the prior until the notes outweigh it."""
         prior = self.PRIOR / self.PRIOR.sum() * 3.0  # worth three notes
         h = self.counts + prior
         return h / h.sum()
+
+
+_KEY_PROFILES = np.asarray([key_histogram(f"{tonic}:{mode}") for mode in ("major", "minor")
+                            for tonic in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")])  # (24, 12)
+_KEY_PROFILES_CENTRED = _KEY_PROFILES - _KEY_PROFILES.mean(axis=1, keepdims=True)
+_KEY_PROFILES_CENTRED /= np.linalg.norm(_KEY_PROFILES_CENTRED, axis=1, keepdims=True)
 
 
 @register_voice(VoiceInfo(

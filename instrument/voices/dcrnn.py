@@ -65,6 +65,7 @@ class ChunkVoice:
         self._register: float | None = None  # requested mean pitch: each bar moves by whole octaves toward it
         self._onsets = 2.0 * self.REFERENCE_DENSITY
         self._voices = 2
+        self._strike_step: int | None = None  # a gesture asked for a chord at this sixteenth of the next bar
         # The key condition: --key, else the voice's own recent notes (as the Char-RNN does), never "no key".
         self._fixed_key = self.config.cond_dim == 12 and key is not None
         self._own_key = OwnKey()
@@ -119,7 +120,9 @@ class ChunkVoice:
         pull = self.KEY_PULL * (key * 12.0 - 1.0)  # + for the key's strong degrees, - for the others
         roll = decode_roll(torch.sigmoid(logits)[0].numpy(), self._prev[0].numpy(), self._voices, self._onsets,
                            float(self.gen.threshold), pull,
-                           np.random.default_rng(int(torch.randint(2**31, (1,), generator=self._rng))))
+                           np.random.default_rng(int(torch.randint(2**31, (1,), generator=self._rng))),
+                           self._strike_step)
+        self._strike_step = None
         roll = torch.from_numpy(roll)  # (16, 128) uint8
         self._prev = roll[-1:].clone()
         self._bar += 1
@@ -133,6 +136,10 @@ class ChunkVoice:
                 self._own_key = self._own_key.add(int(pitch))
             self._cond = torch.tensor(np.asarray([self._own_key.histogram()]), dtype=torch.float32, device=self.device)
         return events
+
+    def strike(self, after_s: float = 0.0) -> None:
+        """The bar made next strikes a chord on the first sixteenth at or after `after_s` into it."""
+        self._strike_step = min(self.config.steps_per_bar - 1, math.ceil(after_s / (2 * self.seconds_per_shift) - 1e-9))
 
     def _octaves_toward_register(self, roll: np.ndarray) -> int:
         """Whole octaves that bring this bar's mean struck pitch nearest the requested register (keeps the key)."""
@@ -153,11 +160,13 @@ class ChunkVoice:
     def restore(self, snapshot: tuple) -> None:
         """Continue from a snapshot."""
         self._state, self._prev, self._prev_out, self._bar, rng_state, self._own_key, self._cond = snapshot
+        self._strike_step = None
         self._rng.set_state(rng_state)
 
 
 def decode_roll(p: np.ndarray, prev: np.ndarray, voices: int, onsets: float, threshold: float,
-                key_bias: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+                key_bias: np.ndarray | None = None, rng: np.random.Generator | None = None,
+                force: int | None = None) -> np.ndarray:
     """Probabilities (T, 128, 2: sounding, strike) after `prev` (128,) -> roll (T, 128) of OFF/HELD/ONSET.
 
     Rhythm from the strike channel: the steps where the model most wants a strike (its largest
@@ -166,6 +175,7 @@ def decode_roll(p: np.ndarray, prev: np.ndarray, voices: int, onsets: float, thr
     at most `voices`, never two a semitone (or a major seventh) apart, nor the same pitch class twice. A chord is held until
     the next strike, or until the model lets a key fall below the threshold. `key_bias` (12,)
     is added to the sounding probabilities by pitch class: a pull toward the current key.
+    `force` is a step that must strike (a gesture's immediate answer), above the threshold or not.
     """
     steps = p.shape[0]
     salience = p[:, :, 1].max(axis=1)  # (T,) how much the model wants a strike at each step
@@ -173,6 +183,8 @@ def decode_roll(p: np.ndarray, prev: np.ndarray, voices: int, onsets: float, thr
         salience = salience + rng.uniform(0.0, RHYTHM_JITTER, size=salience.shape)
     strikes = max(1, min(steps, int(round(onsets / max(voices, 1)))))
     struck = set(np.argsort(-salience, kind="stable")[:strikes].tolist())
+    if force is not None:
+        struck.add(force)
     roll = np.zeros((steps, 128), dtype=np.uint8)
     held = prev != 0
     bias = np.zeros(128) if key_bias is None else np.resize(key_bias, 128)  # pitch p -> key_bias[p % 12]
@@ -182,8 +194,9 @@ def decode_roll(p: np.ndarray, prev: np.ndarray, voices: int, onsets: float, thr
             chosen: list[int] = []
             # near-ties among the keys above the threshold go to the seed: the voicing moves
             score = sound if rng is None else sound + rng.uniform(0.0, PITCH_JITTER, size=sound.shape)
+            floor = -np.inf if t == force else threshold  # a forced strike takes the most probable keys anyway
             for key in np.argsort(-score, kind="stable"):
-                if sound[key] <= threshold or len(chosen) == voices:
+                if sound[key] <= floor or len(chosen) == voices:
                     break
                 if all((key - c) % 12 not in (0, 1, 11) for c in chosen):  # no minor seconds, no doubled octaves
                     chosen.append(int(key))

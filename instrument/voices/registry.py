@@ -22,6 +22,7 @@ from pathlib import Path
 SHIPPED: dict[str, str] = {
     "charrnn": "Conditional Char-RNN: an LSTM over 388 performance events; hand height -> register, left/right -> density",
     "dcrnn": "DCRNN: a WGAN-GP piano-roll generator, one bar per call; EMG -> noise slots, pose -> theme",
+    "seqae": "Continuous SeqAE: a random walk in a binary code space with theme resets; hand x -> flip rate",
 }
 
 CONTROLLER_KINDS = ("camera", "emg", "xy", "replay")  # what a default mapping is chosen by

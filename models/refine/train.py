@@ -1,0 +1,280 @@
+"""Train a Refine net: ``instrument train refine --net velocity|duration --data DIR... --out DIR``.
+
+One page, nanoGPT style. The corpus's notes are turned into per-note features and targets
+once (velocity: the real velocities; duration: the log factors of ``STRETCHED_COPIES``
+random 80-120 % stretches of every piece). Each step draws random windows of notes and
+takes one AdamW step on the L1 loss; the learning rate warms up then follows a cosine over
+the budget (steps or minutes). Every epoch it scores the whole validation pieces, keeps
+the best weights as ``NAME.pt`` + ``NAME.json``, plots the curves and writes
+``NAME.resume.pt`` for ``--resume``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.checkpoint import save_checkpoint
+from models.refine.duration import DurationNet, DurationNetConfig, duration_features, interval_mask, stretch
+from models.refine.notes import VELOCITY, from_piece_array, random_windows
+from models.refine.velocity import VelocityNet, VelocityNetConfig, velocity_features
+
+STRETCHED_COPIES = 4  # duration: differently stretched copies of each train piece
+
+
+@dataclass
+class NoteSet:
+    """Per-piece arrays: features (N, F), targets (N, T) and a mask (N, T) of the targets that count."""
+
+    features: list[np.ndarray]
+    targets: list[np.ndarray]
+    masks: list[np.ndarray]
+
+    def windows(self, spans: list[tuple[int, int]], length: int) -> tuple[torch.Tensor, ...]:
+        """(features (B, W, F), targets (B, W, T), masks (B, W, T)) of the (piece, start) spans."""
+        pick = lambda arrays: torch.from_numpy(np.stack([arrays[p][s:s + length] for p, s in spans]))  # noqa: E731
+        return pick(self.features), pick(self.targets), pick(self.masks)
+
+
+def build_set(net: str, tables: list[np.ndarray], copies: int, seed: int) -> NoteSet:
+    """Features and targets of note tables for `net` ("velocity" or "duration")."""
+    features, targets, masks = [], [], []
+    rng = np.random.default_rng(seed)
+    for table in tables:
+        if net == "velocity":
+            features.append(velocity_features(table))
+            targets.append(table[:, VELOCITY:VELOCITY + 1].astype(np.float32))
+            masks.append(np.ones((len(table), 1), dtype=np.float32))
+            continue
+        scored = np.stack([interval_mask(table), np.ones(len(table), dtype=bool)], axis=1).astype(np.float32)  # (N, 2)
+        for _ in range(copies):
+            stretched, log_f, log_g = stretch(table, rng)
+            features.append(duration_features(stretched))
+            targets.append(np.stack([log_f, log_g], axis=1).astype(np.float32))
+            masks.append(scored)
+    return NoteSet(features, targets, masks)
+
+
+def loss_of(model: torch.nn.Module, features: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The net's L1 loss (velocity units, or log factor) on a batch."""
+    if isinstance(model, VelocityNet):
+        return model(features, targets[..., 0])[1]
+    return model(features, targets, masks)[1]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, notes: NoteSet) -> float:
+    """L1 loss over whole held-out pieces, weighted by their scored targets."""
+    was_training = model.training
+    model.eval()
+    total = weight = 0.0
+    for f, t, m in zip(notes.features, notes.targets, notes.masks):
+        count = float(m.sum())
+        if count:
+            total += loss_of(model, torch.from_numpy(f)[None], torch.from_numpy(t)[None], torch.from_numpy(m)[None]).item() * count
+            weight += count
+    model.train(was_training)
+    return total / max(weight, 1.0)
+
+
+def learning_rate(progress: float, step: int, base_lr: float, warmup: int, min_ratio: float) -> float:
+    """Linear warmup for `warmup` steps, then cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def new_model(net: str, hidden: int) -> torch.nn.Module:
+    """A fresh Velocity or Duration Net of the given width."""
+    return VelocityNet(VelocityNetConfig(hidden_size=hidden)) if net == "velocity" else DurationNet(DurationNetConfig(hidden_size=hidden))
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(args: argparse.Namespace) -> int:
+    """Train from args (see configure_train); returns the exit status."""
+    from models.data import Corpus
+    from models.loss_plots import plot_curves
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = args.name or args.net
+    best_path, resume_path, plot_path = out / name, out / f"{name}.resume.pt", out / f"{name}_loss.png"
+
+    # ---- data: per-note features and targets, computed once
+    try:
+        corpus = Corpus.load(args.data, cache_dir=args.cache_dir, workers=1)
+    except FileNotFoundError as err:
+        raise _usage_error(f"--data: {err}") from None
+    train_tables = [from_piece_array(p.note_array) for p in corpus.split("train")]
+    valid_tables = [from_piece_array(p.note_array) for p in corpus.split("valid")]
+    if not train_tables or not valid_tables:
+        raise _usage_error(f"--data needs pieces in both train and valid splits; found {len(train_tables)} train, {len(valid_tables)} valid")
+    train_set = build_set(args.net, train_tables, STRETCHED_COPIES, seed=args.seed)
+    valid_set = build_set(args.net, valid_tables, 1, seed=10_000 + args.seed)
+    lengths = np.array([len(f) for f in train_set.features])
+    window = int(min(args.window, lengths.max()))
+
+    # ---- model, optimizer; then the resume or warm-start state
+    model = new_model(args.net, args.hidden)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
+    st = {"step": 0, "best": math.inf, "elapsed_s": 0.0, "history": [], "optimizer_start_step": 0}
+    if args.resume:
+        saved = torch.load(resume_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        st.update({k: saved[k] for k in st if k in saved})
+    elif args.init_from:
+        st = warm_start(model, args.init_from)
+    rng = np.random.default_rng(args.seed * 1_000_003 + st["step"])
+    total_steps = args.epochs * args.steps_per_epoch
+    budget_s = args.max_minutes * 60 if args.max_minutes else None
+
+    def save_resume() -> None:
+        tmp = resume_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), **st}, tmp)
+        tmp.replace(resume_path)
+
+    def meta() -> dict:
+        settings = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+        return {"data": {"paths": [str(p) for p in args.data], "train_pieces": len(train_tables), "valid_pieces": len(valid_tables),
+                         "train_notes": int(sum(len(t) for t in train_tables)),
+                         "split_rule": "crc32(relative path): 80% train / 10% valid / 10% test"},
+                "training": {"hardware": f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                             "threads": args.threads, "torch": torch.__version__, "step": st["step"],
+                             "minutes": round(st["elapsed_s"] / 60, 2), "args": settings, "parameters": model.num_parameters()},
+                "metrics": {"valid_l1": st["best"], "units": "velocity" if args.net == "velocity" else "log factor"},
+                "history": st["history"]}
+
+    started, last_save, elapsed0 = time.monotonic(), time.monotonic(), st["elapsed_s"]
+    stop = None
+    print(f"{type(model).__name__} ({model.num_parameters():,} parameters), {len(train_tables)} train / {len(valid_tables)} valid pieces, "
+          f"{int(lengths.sum()):,} train rows, window {window}, {args.threads} thread(s)", flush=True)
+    model.train()
+    while stop is None and st["step"] < total_steps:
+        epoch_end = min((st["step"] // args.steps_per_epoch + 1) * args.steps_per_epoch, total_steps)
+        losses: list[float] = []
+        while st["step"] < epoch_end:
+            # ---- learning rate from the budget used (steps or minutes)
+            st["elapsed_s"] = elapsed0 + time.monotonic() - started
+            if budget_s and st["elapsed_s"] >= budget_s:
+                stop = f"time budget of {args.max_minutes:g} min reached"
+                break
+            progress = max(st["step"] / total_steps, st["elapsed_s"] / budget_s if budget_s else 0.0)
+            lr = learning_rate(progress, st["step"] - st["optimizer_start_step"], args.lr, args.warmup_steps, args.min_lr_ratio)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            # ---- forward, backward, clip, step
+            loss = loss_of(model, *train_set.windows(random_windows(lengths, window, args.batch_size, rng), window))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            opt.step()
+            st["step"] += 1
+            losses.append(loss.item())
+            if time.monotonic() - last_save >= args.checkpoint_minutes * 60:
+                save_resume()
+                last_save = time.monotonic()
+        if not losses:
+            break
+        # ---- evaluate; keep the best weights
+        valid = evaluate(model, valid_set)
+        improved = valid < st["best"] - 1e-5
+        st["best"] = min(st["best"], valid)
+        st["history"].append({"step": st["step"], "train_loss": float(np.mean(losses)), "valid_nll": valid, "lr": lr,
+                              "minutes": round(st["elapsed_s"] / 60, 2)})
+        if improved:
+            save_checkpoint(best_path, model, model.config, meta())
+        save_resume()
+        last_save = time.monotonic()
+        plot_curves(st["history"], plot_path)
+        print(f"step {st['step']}: train {np.mean(losses):.4f} valid {valid:.4f} lr {lr:.1e} {st['elapsed_s'] / 60:.1f} min"
+              f"{' *' if improved else ''}", flush=True)
+    save_resume()
+    print(f"done ({stop or 'all epochs'}): best valid L1 {st['best']:.4f} -> {best_path}.pt", flush=True)
+    return 0
+
+
+def warm_start(model: torch.nn.Module, path: str) -> dict:
+    """Load a finished checkpoint's weights; its step, minutes and history carry on (fresh optimizer)."""
+    from models.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        source, _, meta = load_checkpoint(path, type(model))
+    except (CheckpointError, FileNotFoundError) as err:
+        raise _usage_error(f"--init-from: {err}") from None
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as err:
+        raise _usage_error(f"--init-from: {path} does not match --hidden") from err
+    training = meta.get("training", {})
+    step = int(training.get("step", 0))
+    return {"step": step, "best": math.inf, "elapsed_s": float(training.get("minutes", 0.0)) * 60,
+            "history": list(meta.get("history", [])), "optimizer_start_step": step}
+
+
+# ----------------------------------------------------------------------------- CLI
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``instrument train refine``."""
+    parser.add_argument("--net", required=True, choices=["velocity", "duration"], help="which Refine net")
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="MIDI folders (searched recursively); the split comes from each file's path")
+    parser.add_argument("--out", required=True, metavar="DIR", help="where NAME.pt/.json (best weights), NAME.resume.pt and NAME_loss.png go")
+    parser.add_argument("--name", default=None, help="checkpoint base name (default: the net's name)")
+    parser.add_argument("--hidden", type=int, default=None, help="GRU width (default: 96 velocity, 64 duration)")
+    parser.add_argument("--window", type=int, default=256, help="notes per training window (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=200, help="maximum epochs (default: %(default)s)")
+    parser.add_argument("--steps-per-epoch", type=int, default=200, help="optimizer steps between validations (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, AdamW (default: %(default)s)")
+    parser.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this, cosine (default: %(default)s)")
+    parser.add_argument("--warmup-steps", type=int, default=100, help="linear warmup (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
+    parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (default: %(default)s)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="training-time budget in minutes, counted across resumes; the cosine schedule ends with it")
+    parser.add_argument("--checkpoint-minutes", type=float, default=2.0, help="save the resume state this often (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/NAME.resume.pt")
+    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from a finished checkpoint's weights with a fresh optimizer")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--cache-dir", default=None, help="corpus cache folder (default: $DEEP_SYMPHONY_CACHE or ~/.cache)")
+
+
+def _usage_error(message: str) -> Exception:
+    """A one-line error the CLI prints with exit status 2."""
+    from models.errors import ModelError
+
+    return ModelError(message)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Entry point of ``instrument train refine``; returns the exit status."""
+    if args.hidden is None:
+        args.hidden = VelocityNetConfig.hidden_size if args.net == "velocity" else DurationNetConfig.hidden_size
+    for name in ("hidden", "window", "epochs", "steps_per_epoch", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            raise _usage_error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.resume and args.init_from:
+        raise _usage_error("--resume continues this run and --init-from starts one from a checkpoint: pass one of them")
+    if args.resume and not (Path(args.out) / f"{args.name or args.net}.resume.pt").exists():
+        raise _usage_error(f"--resume: no {Path(args.out) / ((args.name or args.net) + '.resume.pt')} to resume from")
+    return train(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.refine.train``."""
+    parser = argparse.ArgumentParser(prog="train_refine", description=__doc__.splitlines()[0])
+    configure_train(parser)
+    return run_train(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The Refine nets: note tables, causal velocity features and net, stretch and restore, refine functions, train/eval."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.checkpoint import load_checkpoint
+from models.refine.duration import (
+    STRETCH_RANGE,
+    DurationNet,
+    DurationNetConfig,
+    duration_features,
+    interval_mask,
+    refine_durations,
+    restore_timing,
+    stretch,
+)
+from models.refine.notes import END, PITCH, START, VELOCITY, as_table, from_table, group_stats, onset_groups
+from models.refine.velocity import VelocityNet, VelocityNetConfig, heuristic_velocities, refine_velocities, velocity_features
+from tests.test_seqae import write_corpus
+
+
+def piece(seed: int = 0, groups: int = 40) -> list[tuple[int, int, float, float]]:
+    """Notes (pitch, velocity, start_s, end_s): a chord or a lone note every ~0.25 s, slightly rolled chords."""
+    rng = np.random.default_rng(seed)
+    notes, t = [], 0.0
+    for _ in range(groups):
+        size = int(rng.integers(1, 4))
+        for k in range(size):
+            notes.append((int(rng.integers(40, 90)), int(rng.integers(30, 100)), t + 0.005 * k, t + float(rng.uniform(0.1, 0.8))))
+        t += float(rng.choice([0.25, 0.5]))
+    return notes
+
+
+# ----------------------------------------------------------------------------- note tables
+def test_as_table_and_from_table_round_trip_in_the_original_order():
+    notes = piece(1)[::-1]  # any input order
+    table, order = as_table(notes)
+    assert np.all(np.diff(table[:, START]) >= 0)
+    assert from_table(table, order) == [(int(p), int(v), float(s), float(e)) for p, v, s, e in notes]
+
+
+def test_onset_groups_and_ranks_from_the_top():
+    table, _ = as_table([(60, 80, 0.0, 1.0), (64, 80, 0.01, 1.0), (67, 80, 0.02, 1.0), (72, 80, 0.5, 1.0)])
+    groups = onset_groups(table[:, START])
+    assert groups.tolist() == [0, 0, 0, 1]
+    stats = group_stats(table, groups)
+    assert stats["size"].tolist() == [3, 3, 3, 1]
+    assert stats["rank"].tolist() == [2, 1, 0, 0]  # 67 is the chord's top voice
+
+
+# ----------------------------------------------------------------------------- velocity
+def test_velocity_features_are_causal_and_never_read_velocities():
+    table, _ = as_table(piece(2))
+    features = velocity_features(table)
+    changed = table.copy()
+    changed[:, VELOCITY] = 1  # velocities are not an input
+    assert np.array_equal(velocity_features(changed), features)
+    groups = onset_groups(table[:, START])
+    cut = int(np.searchsorted(groups, groups[len(groups) // 2]))  # the first note of a middle group
+    future = table.copy()
+    future[cut:, PITCH] = 100 - future[cut:, PITCH]  # rewrite everything from that group on
+    future[cut:, END] += 3.0
+    assert np.allclose(velocity_features(future)[:cut], features[:cut])
+
+
+def test_velocity_net_is_causal_in_note_order():
+    torch.manual_seed(0)
+    net = VelocityNet(VelocityNetConfig(hidden_size=8, mlp_size=8)).eval()
+    x = torch.randn(1, 20, VelocityNetConfig.num_features)
+    y = x.clone()
+    y[0, 12:] = torch.randn(8, VelocityNetConfig.num_features)
+    with torch.no_grad():
+        assert torch.allclose(net(x)[0][0, :12], net(y)[0][0, :12])
+
+
+def test_refine_velocities_keeps_notes_and_gives_midi_velocities():
+    torch.manual_seed(0)
+    net = VelocityNet(VelocityNetConfig(hidden_size=8, mlp_size=8))
+    notes = piece(3)
+    out = refine_velocities(notes, net)
+    assert [(p, s, e) for p, _, s, e in out] == [(p, s, e) for p, _, s, e in notes]
+    assert all(isinstance(v, int) and 1 <= v <= 127 for _, v, _, _ in out)
+    assert refine_velocities([], net) == []
+
+
+def test_spread_widens_velocities_without_changing_their_order():
+    from models.refine.velocity import predict_velocities
+
+    torch.manual_seed(1)
+    net = VelocityNet(VelocityNetConfig(hidden_size=8, mlp_size=8))
+    table, _ = as_table(piece(8))
+    plain, wide = predict_velocities(table, net), predict_velocities(table, net, spread=2.0)
+    assert wide.std() > plain.std()
+    assert np.all(np.diff(wide[np.lexsort((wide, plain))]) >= 0)  # a louder note stays at least as loud
+
+
+def test_heuristic_plays_chord_tops_louder_than_the_rest():
+    table, _ = as_table([(60, 0, 0.0, 1.0), (64, 0, 0.0, 1.0), (67, 0, 0.0, 1.0), (72, 0, 0.5, 1.0)])
+    assert heuristic_velocities(table, single=70, top=80, inner=55).tolist() == [55, 55, 80, 70]
+
+
+# ----------------------------------------------------------------------------- duration
+def test_stretch_factors_lie_in_the_range_and_chords_stay_chords():
+    table, _ = as_table(piece(4))
+    stretched, log_f, log_g = stretch(table, np.random.default_rng(0))
+    low, high = np.log(STRETCH_RANGE[0]) - 1e-9, np.log(STRETCH_RANGE[1]) + 1e-9
+    assert np.all((log_f >= low) & (log_f <= high)) and np.all((log_g >= low) & (log_g <= high))
+    assert np.array_equal(onset_groups(stretched[:, START]), onset_groups(table[:, START]))
+    durations = (stretched[:, END] - stretched[:, START]) / (table[:, END] - table[:, START])
+    assert np.allclose(np.log(durations), log_g)
+
+
+class _Oracle(DurationNet):
+    """A Duration Net that predicts the true factors: restoring must give the original timing back."""
+
+    def __init__(self, log_f: np.ndarray, log_g: np.ndarray):
+        super().__init__(DurationNetConfig(hidden_size=4, mlp_size=4))
+        self.answer = torch.from_numpy(np.stack([log_f, log_g], axis=1)).float()[None]
+
+    def forward(self, features, targets=None, mask=None):
+        return self.answer.double(), None
+
+
+def test_restore_with_the_true_factors_gives_the_original_timing():
+    table, _ = as_table(piece(5))
+    stretched, log_f, log_g = stretch(table, np.random.default_rng(1))
+    restored = restore_timing(stretched, _Oracle(log_f, log_g))
+    assert np.allclose(restored[:, START], table[:, START], atol=1e-6)
+    assert np.allclose(restored[:, END], table[:, END], atol=1e-6)
+
+
+def test_duration_features_shape_and_interval_mask():
+    table, _ = as_table(piece(6))
+    features = duration_features(table)
+    assert features.shape == (len(table), DurationNetConfig.num_features) and np.isfinite(features).all()
+    mask = interval_mask(table)
+    assert not mask[-1] and mask.sum() >= len(np.unique(onset_groups(table[:, START]))) - 1
+
+
+def test_refine_durations_keeps_pitches_order_and_positive_durations():
+    torch.manual_seed(0)
+    net = DurationNet(DurationNetConfig(hidden_size=8, mlp_size=8))
+    notes = piece(7)
+    out = refine_durations(notes, net)
+    assert [(p, v) for p, v, _, _ in out] == [(p, v) for p, v, _, _ in notes]
+    assert all(e > s for _, _, s, e in out)
+    starts = [s for _, _, s, _ in sorted(out, key=lambda n: n[2])]
+    assert starts[0] == pytest.approx(min(s for _, _, s, _ in notes))
+    assert refine_durations(notes[:1], net) == [tuple(notes[0])]
+
+
+def test_grid_deviation_is_zero_on_a_regular_grid():
+    from models.refine.eval import grid_deviation_ms
+
+    table, _ = as_table([(60, 80, 0.25 * i, 0.25 * i + 0.2) for i in range(40)])
+    assert grid_deviation_ms(table) == pytest.approx(0.0, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- train and eval
+def _args(net: str, data: Path, out: Path, **overrides) -> argparse.Namespace:
+    from models.refine.train import configure_train
+
+    parser = argparse.ArgumentParser()
+    configure_train(parser)
+    argv = ["--net", net, "--data", str(data), "--out", str(out), "--epochs", "2", "--steps-per-epoch", "3",
+            "--batch-size", "4", "--window", "32", "--hidden", "8", "--cache-dir", str(out / "cache")]
+    for key, value in overrides.items():
+        argv += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return parser.parse_args(argv)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("net,model_class", [("velocity", VelocityNet), ("duration", DurationNet)])
+def test_train_writes_a_checkpoint_and_resumes(tmp_path, net, model_class):
+    from models.refine.train import run_train
+
+    data = write_corpus(tmp_path / "corpus", notes_per_piece=120)
+    out = tmp_path / "run"
+    assert run_train(_args(net, data, out)) == 0
+    model, config, meta = load_checkpoint(out / f"{net}.pt", model_class)
+    assert config.hidden_size == 8 and meta["training"]["step"] >= 3 and (out / f"{net}_loss.png").exists()
+    assert run_train(_args(net, data, out, epochs=3, resume=True)) == 0
+    assert torch.load(out / f"{net}.resume.pt", weights_only=True)["step"] == 9
+
+
+@pytest.mark.slow
+def test_eval_reports_both_nets_against_their_baselines(tmp_path):
+    from models.data import Corpus
+    from models.refine.eval import evaluate
+
+    corpus = Corpus.load([write_corpus(tmp_path / "corpus", notes_per_piece=120)], cache_dir=tmp_path / "cache", workers=1)
+    torch.manual_seed(0)
+    report = evaluate(corpus, VelocityNet(VelocityNetConfig(hidden_size=8)), DurationNet(DurationNetConfig(hidden_size=8)))
+    for key in ("velocity_mae_net", "velocity_mae_constant", "velocity_mae_heuristic", "velocity_rho_net",
+                "velocity_rho_heuristic", "timing_error_ms_before", "timing_error_ms_after", "grid_deviation_ms_restored"):
+        assert np.isfinite(report[key]), key
+    assert report["timing_error_ms_before"] > 0
+
+
+def test_train_usage_errors_are_one_line_model_errors(tmp_path):
+    from models.errors import ModelError
+    from models.refine.train import run_train
+
+    with pytest.raises(ModelError, match="--resume"):
+        run_train(_args("velocity", tmp_path, tmp_path / "run", resume=True))
+    with pytest.raises(ModelError, match="--data"):
+        run_train(_args("duration", tmp_path / "missing", tmp_path / "run"))
