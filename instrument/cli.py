@@ -24,9 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": ("instrument.commands.monitor", "print (or record) a controller's live frames"),
     "calibrate": ("instrument.commands.calibrate", "record a performer's rest/max EMG and reach box"),
     "export": ("instrument.commands.export", "render a recorded session to PNG and WAV"),
-    "train": ("instrument.commands.train", "train a model (charrnn, dcrnn)"),
-    "eval": ("instrument.commands.eval", "evaluate a model (charrnn, dcrnn)"),
-    "bench": ("instrument.commands.bench", "benchmarks: model, latency, controllers, soak"),
+    "refine": ("instrument.commands.refine", "the Refine nets on a recording: velocities, timing"),
+    "train": ("instrument.commands.train", "train a model (a voice, or refine)"),
+    "eval": ("instrument.commands.eval", "evaluate a model (a voice, or refine)"),
+    "bench": ("instrument.commands.bench", "benchmarks: model, latency, music, controllers, soak"),
     "data": ("instrument.commands.data", "corpus tools: stats"),
 }
 

@@ -84,7 +84,7 @@ class Engine:
 
     def __init__(self, voice, controller, mapping, sinks: Sequence, clock, config: EngineConfig | None = None, *,
                  listens: frozenset[str] | None = None, grid: bool = False, midi_clock=None, tempo_source=None,
-                 midi_in=None, on_frames: Callable[[list[ControlFrame]], None] | None = None,
+                 midi_in=None, refiners: Sequence = (), on_frames: Callable[[list[ControlFrame]], None] | None = None,
                  on_event: Callable[..., None] | None = None, midi_status: Callable[[], str] | None = None) -> None:
         self.voice, self.controller, self.mapping = voice, controller, mapping
         self.sinks = list(sinks)
@@ -103,6 +103,7 @@ class Engine:
         listens = listens if listens is not None else getattr(voice, "listens", None)  # None: every knob counts
         self.generation = Generation(voice, listens, config, clock, self.scheduler, self.ledger, self._lock,
                                      grid=grid, on_pushed=self._pushed, on_event=self.on_event)
+        self.generation.refiners = list(refiners)
         self.t0 = 0.0
         self.error: BaseException | None = None
         self.jitter, self.latency = Samples(), Samples()

@@ -72,6 +72,7 @@ class Generation:
         self.voice, self.listens, self.config, self.clock = voice, listens, config, clock
         self.scheduler, self.ledger, self.lock = scheduler, ledger, lock
         self.on_pushed, self.on_event = on_pushed, on_event
+        self.refiners: list = []  # between the performer and the scheduler (instrument/refiners.py)
         self.performer = Performer(config.channel, config.max_note_s, tempo=config.tempo, grid=grid)
         self.t0 = 0.0
         # hand-offs from the sending thread (immutable values, swapped by reference)
@@ -163,6 +164,8 @@ class Generation:
             messages: list[TimedMessage] = []
             for event in events:
                 messages += performer.perform(event, voice.seconds_per_shift)
+            for refiner in self.refiners:  # e.g. the Velocity Net: note-on velocities from their context
+                refiner.apply(messages)
             if self._stage_epoch:  # gesture stage timing: model steps until the rollback's first note-on
                 self._stage_step(elapsed, messages)
             self._push(messages, Checkpoint(performer.cursor, voice.snapshot(), performer.snapshot()))
@@ -262,6 +265,8 @@ class Generation:
             self.performer.begin_epoch(request.epoch, now + margin)
             self.horizon = self.performer.horizon
         self.voice.restore(checkpoint.voice_state)
+        for refiner in self.refiners:
+            refiner.rollback(self.performer.floor)
         self.voice.set_controls(request.controls)
         self._voice_controls = request.controls
         if request.strike and hasattr(self.voice, "strike"):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from instrument.bench import music_stats
+from instrument.voices.registry import voice_names
 from instrument.bench.music_reference import DEFAULT_REFERENCE, reference_summary
 
 TAKES = ("demo", "steps", "emg_bursts")
@@ -71,8 +72,11 @@ def _get(controls, name: str):
 def configure_music(parser: argparse.ArgumentParser) -> None:
     """Flags of `bench music`."""
     a = parser.add_argument
-    a("--model", nargs="+", default=["charrnn", "dcrnn"], metavar="M",
-      help="voices to play: charrnn, dcrnn or checkpoint paths (default: charrnn dcrnn)")
+    voices = list(voice_names())
+    a("--model", nargs="+", default=voices, metavar="M",
+      help=f"voices to play: {', '.join(voices)} or checkpoint paths (default: all of them)")
+    a("--refine", type=lambda text: tuple(n for n in text.split(",") if n), default=(), metavar="velocity",
+      help="refiners behind the voices (as play --refine)")
     a("--takes", default=",".join(TAKES), metavar="A,B",
       help=f"comma-separated shipped takes ({', '.join(TAKES)}) or .jsonl files (default: all shipped)")
     a("--seeds", type=int, default=3, help="renders per take and voice, seeds 0..N-1 (default 3)")
@@ -180,7 +184,7 @@ def play_voice(model: str, takes: dict[str, Path], args: argparse.Namespace, wor
         take_recordings = []
         for seed in range(args.seeds):
             out = workdir / f"{Path(model).stem}-{take}-{seed}.mid"
-            config = SessionConfig(model=model, device=args.device, seed=seed)
+            config = SessionConfig(model=model, device=args.device, seed=seed, refine=args.refine)
             started = time.perf_counter()
             stats = render(str(path), str(out), config=config, duration=args.seconds)
             notes, restruck, left_on = read_notes(out)

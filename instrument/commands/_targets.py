@@ -23,7 +23,15 @@ def registry_targets(kind: str) -> dict[str, Target]:
         module = f"models.{name}.{kind}"  # as registry.model_target, which imports the package to look
         if module_installed(module):
             targets[name] = (module, f"configure_{name}", f"run_{name}", f"{kind} the {summary.split(':')[0]}")
+    for name, summary in MODELS_BEHIND_VOICES.items():
+        module = f"models.{name}.{kind}"
+        if module_installed(module):
+            targets[name] = (module, f"configure_{name}", f"run_{name}", f"{kind} {summary}")
     return targets
+
+
+# Models that are not voices but work behind any of them (play --refine, instrument refine).
+MODELS_BEHIND_VOICES = {"refine": "the Refine nets (Velocity Net, Duration Net)"}
 
 
 def module_installed(name: str) -> bool:
