@@ -16,6 +16,8 @@ ever, and a FIFO would hang the start. Each is one line naming the file and line
 from __future__ import annotations
 
 import bisect
+import contextlib
+import errno
 import json
 import math
 import os
@@ -38,22 +40,40 @@ MAX_POSE_LEN = 64
 
 
 class FrameRecorder:
-    """Appends frames to a JSONL file, one flushed line per frame (nothing lost on a crash)."""
+    """Appends frames to a JSONL file, one whole line per frame, each written at once (nothing lost on a crash).
+
+    A write that fails (a full disk) is cut back to the last whole line, so the file always reads
+    back as a take, and the OSError is raised to the caller.
+    """
 
     def __init__(self, path: str | Path, t0: float) -> None:
         self.path = Path(path)
         self.t0 = t0
+        self._size = 0  # bytes of whole lines written
         try:
-            self._file = open(self.path, "w", encoding="utf-8", buffering=1)
+            self._file = open(self.path, "wb", buffering=0)
         except OSError as err:
             raise ControllerUnavailable(f"cannot record to {self.path}: {err.strerror or err}") from None
 
     def write(self, frame: ControlFrame) -> None:
-        """Append one frame."""
-        self._file.write(json.dumps(frame.to_json(self.t0), separators=(",", ":")) + "\n")
+        """Append one frame (OSError when it cannot: the file then ends with the previous frame)."""
+        line = (json.dumps(frame.to_json(self.t0), separators=(",", ":")) + "\n").encode("utf-8")
+        view = memoryview(line)
+        try:
+            while view:
+                written = self._file.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+                view = view[written:]
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), self._size)
+            err.filename = err.filename or str(self.path)
+            raise
+        self._size += len(line)
 
     def close(self) -> None:
-        """Flush and close the file."""
+        """Close the file (idempotent)."""
         self._file.close()
 
     def __enter__(self):

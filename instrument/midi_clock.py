@@ -172,5 +172,6 @@ class FollowClock:
 
     def close(self) -> None:
         """Close the input port."""
-        self._in.close_port()
-        self._in.delete()
+        from instrument.midi_out import release
+
+        release(self._in, self.api)  # a JACK client whose server died is abandoned, never closed (a 1-s GIL stall)

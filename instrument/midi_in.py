@@ -90,8 +90,9 @@ class MidiInput:
 
     def close(self) -> None:
         """Close the port."""
-        self._in.close_port()
-        self._in.delete()
+        from instrument.midi_out import release
+
+        release(self._in, self.api)  # a JACK client whose server died is abandoned, never closed (a 1-s GIL stall)
 
 
 def load_ccs(path: Path | None = None) -> dict[str, int]:

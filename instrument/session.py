@@ -11,11 +11,17 @@ records three files side by side:
 
 Sessions go to `$XDG_DATA_HOME/deep-symphony/sessions/` (default
 `~/.local/share/deep-symphony/sessions/`) unless `--record PATH` says otherwise.
+The three files are created together and exclusively: a session never writes into
+another's files (twins started in one second get NAME-2, NAME-3, ...; an explicit
+`--record NAME.mid` that exists is refused). A place that cannot be written at start is a
+usage error; a write that fails later (a full disk) stops the recording, never the music.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import random
@@ -27,7 +33,7 @@ from pathlib import Path
 from instrument.clock import SystemClock
 from instrument.engine import Engine, EngineConfig
 from instrument.errors import MidiUnavailable, UsageError
-from instrument.midi_out import DEFAULT_PORT_NAME, FileSink, MidiSink
+from instrument.midi_out import DEFAULT_PORT_NAME, MIDI_API_CHOICES, FileSink, MidiSink
 from controllers import controller_kind
 
 
@@ -47,7 +53,7 @@ class SessionConfig:
     seed: int | None = None  # None: a random seed, written to the session log
     port: str = DEFAULT_PORT_NAME  # virtual output port name
     connect: str | None = None  # connect to this existing port instead
-    midi_api: str = "auto"  # auto | alsa | jack
+    midi_api: str = "auto"  # auto | alsa | jack | coremidi | winmm
     midi: bool = True  # False: record to file only
     clock: str = "none"  # none | internal | follow:PORT
     midi_in: str | None = None  # input port whose CCs drive temperature, tempo, panic
@@ -61,6 +67,7 @@ class SessionConfig:
     rollback_threshold: float = 0.25
     channel: int = 1  # MIDI channel, 1..16
     realtime: bool = True  # SCHED_FIFO for the engine threads where permitted
+    refine: tuple[str, ...] = ()  # live refiners behind the voice: "velocity" (instrument/refiners.py)
 
     def validate(self) -> None:
         """Raise UsageError (one line, what is accepted) for any impossible value."""
@@ -71,11 +78,14 @@ class SessionConfig:
             (0.01 <= self.lookahead <= 2.0, f"--lookahead must be between 0.01 and 2 s, got {self.lookahead:g}"),
             (self.duration is None or self.duration > 0, f"--duration must be > 0 s, got {self.duration}"),
             (1 <= self.channel <= 16, f"--channel must be in 1..16, got {self.channel}"),
-            (self.midi_api in ("auto", "alsa", "jack"), f"--midi-api must be auto, alsa or jack, got {self.midi_api!r}"),
+            (self.midi_api in MIDI_API_CHOICES, f"--midi-api must be one of {', '.join(MIDI_API_CHOICES)}, got {self.midi_api!r}"),
             (self.device in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda, got {self.device!r}"),
             (self.clock == "none" or self.clock == "internal" or (self.clock.startswith("follow:") and len(self.clock) > 7),
              f"--clock must be internal or follow:PORT, got {self.clock!r}"),
             (not self.scale_lock or self.key is not None, "--scale-lock needs --key (e.g. --key C:major)"),
+            (all(name in ("velocity",) for name in self.refine),
+             f"--refine: live refiners are: velocity (duration needs the future: `instrument refine --duration` "
+             f"on a recording), got {','.join(self.refine)!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -106,23 +116,93 @@ def session_paths(record: str | None, now: dt.datetime | None = None) -> dict[st
     return {"mid": mid, "controls": Path(f"{stem}.controls.jsonl"), "log": Path(f"{stem}.log.jsonl")}
 
 
-class SessionLog:
-    """JSONL events, one flushed line each, safe from any thread."""
+MAX_TWINS = 1000  # NAME-2 ... NAME-1000: sessions started in one second into one folder
 
-    def __init__(self, path: Path) -> None:
+
+def claim_session_paths(paths: dict[str, Path], numbered: bool) -> dict[str, Path]:
+    """Create the three session files, empty and exclusively (O_EXCL), so no other session can write them.
+
+    `numbered` (a folder was given): when a name is taken, NAME-2, NAME-3, ... are tried, the three
+    files always under one name. Otherwise (an explicit .mid) a taken name raises FileExistsError:
+    a recording is never overwritten. Any other OSError (read-only, no such folder) is raised.
+    """
+    mid = paths["mid"]
+    stem = mid.with_suffix("")
+    for n in range(1, MAX_TWINS + 1 if numbered else 2):
+        name = stem if n == 1 else stem.with_name(f"{stem.name}-{n}")
+        claim = {"mid": Path(f"{name}{mid.suffix}"), "controls": Path(f"{name}.controls.jsonl"),
+                 "log": Path(f"{name}.log.jsonl")}
+        made: list[Path] = []
+        try:
+            for path in claim.values():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                made.append(path)
+            return claim
+        except OSError as err:
+            for path in made:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            if not (numbered and isinstance(err, FileExistsError)):
+                raise
+    raise FileExistsError(errno.EEXIST, f"{MAX_TWINS} sessions of this name already exist", str(mid))
+
+
+def record_problem(record: str | None, paths: dict[str, Path], err: OSError) -> str:
+    """The one line for a place `--record` cannot use (at start: exit 2)."""
+    flag = f"--record {record}" if record else f"recording to {paths['mid'].parent} (choose a place with --record)"
+    where = Path(err.filename) if err.filename else paths["mid"]
+    if isinstance(err, FileExistsError) and where == paths["mid"].parent:
+        return f"{flag}: {where} is not a folder (give a folder, or a new .mid file name)"
+    if isinstance(err, FileExistsError) and where.is_dir():
+        return f"{flag}: {where} is a folder (give a new .mid file name, or a folder to record into)"
+    if isinstance(err, FileExistsError):
+        return f"{flag}: {where} already exists (a recording is never overwritten: give a new name, or a folder)"
+    return f"{flag}: cannot write {where}: {err.strerror or err}"
+
+
+class SessionLog:
+    """JSONL events, one whole line each, safe from any thread.
+
+    Each line is one unbuffered write. One that fails (a full disk) is cut back, so the log
+    always ends with a whole line, and the log stops: `on_error(path, err)` is told once or,
+    while `on_error` is None (at start), the OSError is raised.
+    """
+
+    def __init__(self, path: Path, on_error=None) -> None:
         self.path = path
+        self.on_error = on_error
         self._lock = threading.Lock()
-        self._file = open(path, "a", encoding="utf-8", buffering=1)
+        self._file = open(path, "ab", buffering=0)
+        self._size = self._file.seek(0, os.SEEK_END)  # bytes of whole lines
 
     def event(self, kind: str, **fields) -> None:
         """Append one event with the wall-clock time."""
         record = {"time": dt.datetime.now().isoformat(timespec="milliseconds"), "event": kind, **fields}
+        line = (json.dumps(record, default=str) + "\n").encode("utf-8")
         with self._lock:
-            if not self._file.closed:
-                self._file.write(json.dumps(record, default=str) + "\n")
+            if self._file.closed:
+                return
+            try:
+                view = memoryview(line)
+                while view:
+                    written = self._file.write(view)
+                    if not written:
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+                    view = view[written:]
+                self._size += len(line)
+                return
+            except OSError as err:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._file.fileno(), self._size)
+                self._file.close()
+                err.filename = err.filename or str(self.path)
+                error = err
+        if self.on_error is None:
+            raise error
+        self.on_error(self.path, error)
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (idempotent)."""
         with self._lock:
             self._file.close()
 
@@ -204,8 +284,13 @@ def build_engine(config: SessionConfig, clock, controller, sinks, *, voice=None,
     voice = voice if voice is not None else open_session_voice(config, config.seed if seed is None else seed)
     kind = controller_kind(getattr(controller, "spec", "replay"))
     mapping = mapping if mapping is not None else session_mapping(config, voice, kind)
+    refiners = []
+    if config.refine:
+        from instrument.refiners import open_refiners
+
+        refiners = open_refiners(config.refine)
     return Engine(voice, controller, mapping, sinks, clock, engine_config(config, threaded=threaded),
-                  listens=voice.listens, grid=voice.info.keeps_grid, **hooks)
+                  listens=voice.listens, grid=voice.info.keeps_grid, refiners=refiners, **hooks)
 
 
 class Session:
@@ -218,11 +303,17 @@ class Session:
         self.echo = echo or (lambda line: print(f"instrument play: {line}", file=sys.stderr, flush=True))
         self.seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
         self.paths = session_paths(config.record)
+        self.recording_error: str | None = None  # why the recording stopped early (a full disk), if it did
+        self._record_lock = threading.Lock()
+        self._claimed: list[Path] = []
         self._closers: list = []
         try:
             self._build(controller)
         except BaseException:
             self.close()
+            for path in self._claimed:  # a session that never started leaves no empty files behind
+                with contextlib.suppress(OSError):
+                    path.unlink()
             raise
 
     def _build(self, controller) -> None:
@@ -241,13 +332,21 @@ class Session:
         self.kind = controller_kind(getattr(controller, "spec", config.controller))
         mapping = session_mapping(config, self.voice, self.kind)
         self.drives, self.mapping_warnings = describe_mapping(mapping, self.voice, self.kind)
-        self.paths["mid"].parent.mkdir(parents=True, exist_ok=True)
-        self.log = SessionLog(self.paths["log"])
-        self._closers.append(self.log.close)
-        self.log.event("config", seed=self.seed, **{k: v for k, v in asdict(self.config).items() if k != "seed"})
-        self.log.event("wiring", controller=getattr(controller, "spec", config.controller), controller_kind=self.kind,
-                       voice=self.voice.name, mapping=mapping.source, drives=self.drives, warnings=self.mapping_warnings)
-        self.file_sink = FileSink(self.paths["mid"], tempo_bpm=config.tempo)
+        numbered = not (config.record and config.record.lower().endswith(".mid"))
+        try:
+            self.paths["mid"].parent.mkdir(parents=True, exist_ok=True)
+            self.paths = claim_session_paths(self.paths, numbered)
+            self._claimed = list(self.paths.values())
+            self.log = SessionLog(self.paths["log"])  # raises while starting: a place we cannot write is exit 2
+            self._closers.append(self.log.close)
+            self.log.event("config", seed=self.seed, **{k: v for k, v in asdict(self.config).items() if k != "seed"})
+            self.log.event("wiring", controller=getattr(controller, "spec", config.controller),
+                           controller_kind=self.kind, voice=self.voice.name, mapping=mapping.source,
+                           drives=self.drives, warnings=self.mapping_warnings)
+            self.file_sink = FileSink(self.paths["mid"], tempo_bpm=config.tempo, on_error=self._recording_failed)
+        except OSError as err:
+            raise UsageError(record_problem(config.record, self.paths, err)) from None
+        self.log.on_error = self._recording_failed  # from now on a failing write stops the recording, not play
         sinks: list = []
         self.midi_sink = None
         if config.midi:
@@ -292,13 +391,37 @@ class Session:
         return self.midi_sink.status if self.midi_sink is not None else "MIDI off (recording only)"
 
     def _record_frames(self, frames) -> None:
-        if self._frames is None:
-            from controllers.replay import FrameRecorder
+        from controllers import ControllerError
 
-            self._frames = FrameRecorder(self.paths["controls"], self.engine.t0)
-            self._closers.insert(0, self._frames.close)
-        for frame in frames:
-            self._frames.write(frame)
+        if self.recording_error is not None:
+            if self._frames is not None:
+                self._frames.close()
+            return
+        try:
+            if self._frames is None:
+                from controllers.replay import FrameRecorder
+
+                self._frames = FrameRecorder(self.paths["controls"], self.engine.t0)
+                self._closers.insert(0, self._frames.close)
+            for frame in frames:
+                self._frames.write(frame)
+        except (OSError, ControllerError) as err:
+            if self._frames is not None:
+                self._frames.close()
+            self._recording_failed(self.paths["controls"], err)
+
+    def _recording_failed(self, path: Path, err: Exception) -> None:
+        """A session file could not be written (a full disk): stop all recording, say so once. Any thread."""
+        why = f"cannot write {path}: {err.strerror}" if isinstance(err, OSError) and err.strerror else str(err)
+        with self._record_lock:
+            if self.recording_error is not None:
+                return
+            self.recording_error = why
+        file_sink = getattr(self, "file_sink", None)
+        if file_sink is not None:
+            file_sink.stop_recording()  # the .mid keeps what its last flush wrote: a valid file
+        self.echo(f"recording stopped: {why}; the music goes on ({self.paths['mid'].name} keeps the take up to now)")
+        self.log.event("recording_stopped", path=str(path), error=why)  # nothing if the log is what failed
 
     # ------------------------------------------------------------------ running
     def run(self) -> None:

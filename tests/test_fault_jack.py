@@ -76,3 +76,75 @@ def test_killed_jack_server_is_survived_and_the_port_comes_back(jack_server, jac
     assert sounding(heard) == {} and heard[-2:] == [(0xB0, 123, 0), (0xB0, 120, 0)]
     events = [e["event"] for e in session_log(mid)]
     assert events.count("midi_lost") == 1 and events.count("midi_restored") == 1 and events[-1] == "stop"
+
+
+def test_a_connect_destination_that_quits_and_returns_is_reconnected(jack_server, jack_receiver, tmp_path):
+    """Issue 19, item 4: the synth behind `--connect` restarts; the player says so and reconnects by itself."""
+    from tests.play_helpers import busy_charrnn, kill_with_stacks, start_play, stop_with
+
+    name = "ds-comes-back"
+    first = jack_receiver(name=name)
+    first.wait_ready()
+    mid = tmp_path / "connect.mid"
+    proc = start_play(busy_charrnn(tmp_path), mid, "--midi-api", "jack", "--connect", name)
+    try:
+        wait_for(lambda: any(b[0] == 0x90 for b in received_notes(first.out)), 60, "the first note", proc)
+        first.stop()  # the destination quits
+        wait_for(lambda: any(e["event"] == "midi_lost" for e in session_log(mid)), 5, "the player to notice", proc)
+        time.sleep(0.5)
+        second = jack_receiver(name=name)  # and comes back under the same name
+        second.wait_ready()
+        wait_for(lambda: any(e["event"] == "midi_restored" for e in session_log(mid)), 5, "the reconnection", proc)
+        wait_for(lambda: any(b[0] == 0x90 for b in received_notes(second.out)), 20, "notes after the return", proc)
+        err = stop_with(proc, signal.SIGINT)
+    finally:
+        kill_with_stacks(proc)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    lost = [line for line in err.splitlines() if "went away" in line]
+    assert len(lost) == 1 and name in lost[0] and "still playing" in lost[0], err
+    back = [line for line in err.splitlines() if "MIDI is back" in line]
+    assert len(back) == 1 and name in back[0], err
+    time.sleep(0.2)
+    heard = [tuple(r["bytes"]) for r in second.stop()]
+    assert sounding(heard) == {} and heard[-2:] == [(0xB0, 123, 0), (0xB0, 120, 0)]
+    events = [e["event"] for e in session_log(mid)]
+    assert events.count("midi_lost") == 1 and events.count("midi_restored") == 1 and events[-1] == "stop"
+
+
+def test_a_dying_server_does_not_freeze_the_engine(jack_server, tmp_path):
+    """Issue 19, item 5: closing a port of a killed server held the GIL for ~1 s; the port is abandoned instead.
+
+    The engine records a control frame every 10-17 ms; a freeze shows as a gap between two of them.
+    Real-time scheduling is left on (where permitted) so the sending jitter measures the engine alone.
+    """
+    from controllers.replay import read_jsonl
+    from tests.play_helpers import busy_charrnn
+
+    mid, stderr_path = tmp_path / "stall.mid", tmp_path / "play.stderr"
+    argv = [sys.executable, "-m", "instrument", "play", "--controller", "demo", "--midi-api", "jack", "--model",
+            str(busy_charrnn(tmp_path)), "--seed", "5", "--record", str(mid)]
+    with open(stderr_path, "w") as stderr:  # a file: libjack must not block on a full pipe while we wait
+        proc = subprocess.Popen(argv, stderr=stderr, text=True, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+    try:
+        wait_for(lambda: any(e["event"] == "start" for e in session_log(mid)), 60, "the start", proc)
+        time.sleep(2.0)
+        jack_server.stop(signal.SIGKILL)
+        wait_for(lambda: any(e["event"] == "midi_lost" for e in session_log(mid)), 5, "the player to notice", proc)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=10)
+        jack_server.start()
+    err = stderr_path.read_text()
+    assert proc.returncode == 0, err
+    times = [frame.t for frame in read_jsonl(mid.with_suffix(".controls.jsonl"))]
+    longest = max(b - a for a, b in zip(times, times[1:]))
+    assert longest < 0.25, f"the engine stood still for {longest * 1000:.0f} ms"
+    events = session_log(mid)
+    stop = next(e for e in events if e["event"] == "stop")
+    if not any(e["event"] == "realtime_unavailable" for e in events):
+        assert stop["jitter_max_ms"] < 5.0, stop

@@ -82,3 +82,28 @@ def test_the_fault_hook_is_off_unless_asked(tiny_charrnn):
     assert os.environ.get("DEEP_SYMPHONY_FAULT") is None and voices._FAULT_AFTER is None
     for _ in range(1000):
         voices.fault_check()
+
+
+def test_repeated_ctrl_c_still_exits_0_with_a_complete_recording(jack_server, jack_receiver, tiny_charrnn, tmp_path):
+    """Issue 19, item 11: an impatient performer presses Ctrl-C again and again while the player stops."""
+    name = "ds-signal-repeat"
+    receiver = jack_receiver(name=name)
+    receiver.wait_ready()
+    mid = tmp_path / "impatient.mid"
+    proc = start_play(tiny_charrnn, mid, "--midi-api", "jack", "--connect", name, "--lookahead", "0.5")
+    try:
+        wait_for(lambda: any(b[0] == 0x90 for b in received_notes(receiver.out)), 60, "the first note", proc)
+        time.sleep(0.5)
+        for _ in range(200):  # every 10 ms until it has exited: some land while it stops
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.01)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        kill_with_stacks(proc)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGINT" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
+    time.sleep(0.2)
+    check_silent_and_recorded(receiver.stop(), mid)
+    assert [e["event"] for e in session_log(mid)][-1] == "stop"

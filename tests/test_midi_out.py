@@ -160,3 +160,85 @@ def test_server_death_is_survived_and_the_port_comes_back(tmp_path, jack_server)
                             capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "scenario ok ['midi_lost', 'midi_restored']" in result.stdout
+
+
+# -- issue 19: a full disk, a reported name that is the real one, no reopening after close -----------
+def test_file_sink_stays_valid_when_the_disk_fills(tmp_path, monkeypatch):
+    import errno
+
+    from instrument import midi_out
+
+    path = tmp_path / "full.mid"
+    errors = []
+    sink = FileSink(path, on_error=lambda where, err: errors.append((where, err)))
+    for k in range(20):
+        sink.send(note("note_on" if k % 2 == 0 else "note_off", 60, 90 if k % 2 == 0 else 0), k * 0.1)
+    sink.flush()
+    good = read_notes(path)
+    budget = [10]
+    real_pwrite = os.pwrite
+
+    def full_disk(fd, data, offset):  # room for 10 more bytes, then ENOSPC; rewriting what exists always works
+        if offset + len(data) <= os.fstat(fd).st_size:
+            return real_pwrite(fd, data, offset)
+        if budget[0] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = min(len(data), budget[0])
+        budget[0] -= n
+        return real_pwrite(fd, data[:n], offset)
+
+    monkeypatch.setattr(midi_out.os, "pwrite", full_disk)
+    for k in range(20, 40):
+        sink.send(note("note_on" if k % 2 == 0 else "note_off", 62, 90 if k % 2 == 0 else 0), k * 0.1)
+    sink.flush()
+    assert [(where, err.errno) for where, err in errors] == [(path, errno.ENOSPC)]
+    assert read_notes(path) == good  # the file of the last good flush, still valid
+    sink.send(note("note_on", 64, 90), 5.0)  # recording has stopped: nothing more, nothing raised
+    sink.maintain(10.0)
+    sink.close(10.0)
+    assert read_notes(path) == good and len(errors) == 1
+
+
+def jack_ports() -> list[str]:
+    return subprocess.run(["jack_lsp"], capture_output=True, text=True, timeout=10).stdout.splitlines()
+
+
+@pytest.mark.jack
+def test_a_second_port_of_the_same_name_reports_its_real_name(jack_server):
+    first = MidiSink(port="ds-twin", api="jack")
+    second = MidiSink(port="ds-twin", api="jack")
+    try:
+        ports = jack_ports()
+        assert first.full_port_name == "ds-twin:ds-twin" and first.full_port_name in ports
+        assert second.full_port_name != first.full_port_name and second.full_port_name in ports  # ds-twin-01:ds-twin
+        assert repr(second.full_port_name) in second.status
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.jack
+def test_close_never_lets_the_watchdog_reopen_the_port(jack_server, monkeypatch):
+    """The watchdog was opening a port (the server had just come back) when play stopped: no port, no message."""
+    import threading
+
+    from instrument import midi_out
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "no-such-server-yet")
+    real_new_out, opening = midi_out._new_out, threading.Event()
+
+    def slow_new_out(api, name):
+        opening.set()
+        time.sleep(0.3)
+        return real_new_out(api, name)
+
+    monkeypatch.setattr(midi_out, "_new_out", slow_new_out)
+    reports = []
+    sink = MidiSink(port="ds-race", api="jack", on_status=lambda kind, message: reports.append(kind))
+    assert reports == ["midi_unavailable"]
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack_server.name)  # the server appears
+    assert opening.wait(5)  # the watchdog is opening the port now
+    sink.close()
+    time.sleep(0.5)
+    assert reports == ["midi_unavailable"] and not sink.connected
+    assert "ds-race:ds-race" not in jack_ports()

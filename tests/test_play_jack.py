@@ -103,3 +103,20 @@ def test_no_midi_system_is_one_line_and_recording_goes_on(tiny_charrnn, tmp_path
     problem = [line for line in proc.stderr.splitlines() if "no JACK server" in line]
     assert len(problem) == 1 and "jackd -S -d dummy" in problem[0]
     assert mido.MidiFile(mid).length > 0
+
+
+def test_a_taken_port_name_is_reported_as_jack_names_it(jack_server, tiny_charrnn, tmp_path):
+    """Issue 19, item 11: a second `Deep Symphony` is `Deep Symphony-01` under JACK, and the start line says so."""
+    import re
+
+    from instrument.midi_out import MidiSink
+
+    first = MidiSink(api="jack")  # another player already holds the name
+    try:
+        proc = subprocess.run(play_cmd(tiny_charrnn, tmp_path / "second.mid", "--duration", "2"),
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        first.close()
+    assert proc.returncode == 0, proc.stderr
+    start = proc.stderr.splitlines()[0]
+    assert re.search(r"virtual port 'Deep Symphony-\d+:Deep Symphony'", start), start

@@ -232,6 +232,8 @@ def soak(minutes: float, model: str, seed: int, lookahead: float, warmup: float,
     try:
         receiver.wait_ready()
         mid = folder / "soak.mid"
+        for old in folder.glob("soak.*"):  # a session never overwrites a recording: clear the last run's
+            old.unlink()
         player = subprocess.Popen(
             [sys.executable, "-m", "instrument", "play", "--controller", "demo", "--midi-api", "jack",
              "--connect", name, "--model", model, "--seed", str(seed), "--lookahead", str(lookahead),

@@ -12,6 +12,7 @@ import sys
 import time
 
 from instrument.cli import seed_arg
+from instrument.commands.play import refine_arg
 from instrument.voices.registry import model_help
 
 
@@ -27,6 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--key", default=None, metavar="KEY", help="soft key condition, e.g. C:major")
     a("--scale-lock", action="store_true", help="only notes of --key's scale")
     a("--tempo", type=float, default=120.0, metavar="BPM", help="tempo (default 120)")
+    a("--refine", type=refine_arg, default=(), metavar="velocity", help="refiners behind the voice: velocity")
     a("--mapping", default=None, metavar="TOML", help="mapping file (default: shipped)")
     a("--lookahead", type=float, default=0.2, metavar="S", help="generated future ahead of the playhead (default 0.2)")
     a("--duration", type=float, default=None, metavar="S", help="seconds to render (default: the recording plus 1 s)")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = SessionConfig(model=args.model, device="cpu", temperature=args.temperature, top_p=args.top_p,
                            key=args.key, scale_lock=args.scale_lock, tempo=args.tempo, seed=args.seed,
-                           mapping=args.mapping, lookahead=args.lookahead, duration=args.duration)
+                           mapping=args.mapping, lookahead=args.lookahead, duration=args.duration, refine=args.refine)
     started = time.perf_counter()
     stats = render(args.controls, args.out, config=config, duration=args.duration)
     took = time.perf_counter() - started

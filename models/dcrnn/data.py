@@ -17,7 +17,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from models.data import default_cache_dir, find_midi_files, split_of
+from models.data import MAX_FILE_BYTES, default_cache_dir, find_midi_files, midi_problem, split_of
 from models.roll import (
     DEFAULT_STEPS_PER_BEAT,
     N_PITCHES,
@@ -63,15 +63,26 @@ def load_rolls(
                 rolls[s] += [upsample(p, bl2012_steps_per_frame) for p in pieces]
             continue
         try:
+            if f.stat().st_size > MAX_FILE_BYTES:
+                skipped.append((str(f), f"too large: {f.stat().st_size / 2**20:.0f} MB"))
+                continue
             midi = mido.MidiFile(str(f))
         except (OSError, ValueError, EOFError, KeyError, IndexError) as err:
             skipped.append((str(f), f"unreadable: {err}"))
             continue
-        fit = grid_fit(midi)
-        if fit < min_grid_fit:
+        problem = midi_problem(midi)  # tempo 0xFFFFFF with huge deltas, ticks_per_beat 0: bounded, or skipped
+        if problem is not None:
+            skipped.append((str(f), problem))
+            continue
+        try:
+            fit = grid_fit(midi)
+            roll = midi_to_roll(midi) if fit >= min_grid_fit else None
+        except Exception as err:  # noqa: BLE001 - one hostile file is skipped with its reason, never fatal
+            skipped.append((str(f), f"skipped: {type(err).__name__}: {str(err)[:80]}"))
+            continue
+        if roll is None:
             skipped.append((str(f), f"not on a beat grid (fit {fit:.2f} < {min_grid_fit})"))
             continue
-        roll = midi_to_roll(midi)
         if not roll.any():
             skipped.append((str(f), "no notes"))
             continue
