@@ -30,7 +30,6 @@ from controllers.frame import ControlFrame
 from instrument.clock import make_realtime
 from instrument.controls import Controls
 from instrument.generation import Generation
-from instrument.stages import S_DUE, S_FRAME, S_MAP, S_POLL, S_SEND, S_SENT, S_SEQ
 from instrument.ledger import NoteLedger
 from instrument.scheduler import Scheduler, TimedMessage
 from instrument.stats import Samples
@@ -257,7 +256,7 @@ class Engine:
         epoch = self.generation.steer(controls, gesture_t)
         if epoch is not None:
             self._pending_gesture = (epoch, gesture_t)
-            self._stage_gesture(epoch, gesture_t)  # gesture stage timing
+            self.generation.stages.gesture(epoch, self.t0 + gesture_t, self._stage_poll_at, self._stage_map_s)
             self._wake_gen.set()
 
     def _send_due(self) -> None:
@@ -283,26 +282,12 @@ class Engine:
         if pending is not None and message.type == "note_on" and item.epoch == pending[0]:
             self.latency.add(t - pending[1] - item.music_wait)
             self._pending_gesture = None
-            self._stage_sent(pending[0], t)  # gesture stage timing
-
-    # --- gesture stage timing (issue 15; sending thread, no allocation) ---------------------------- begin
-    def _stage_gesture(self, epoch: int, gesture_t: float) -> None:
-        stages = self.generation.stages
-        stages.put(epoch, S_FRAME, self.t0 + gesture_t)
-        stages.put(epoch, S_POLL, self._stage_poll_at)
-        stages.put(epoch, S_MAP, self._stage_map_s)
-
-    def _stage_sent(self, epoch: int, t: float) -> None:
-        stages = self.generation.stages
-        stages.put(epoch, S_SENT, self.clock.now())
-        stages.put(epoch, S_DUE, self.t0 + self._stage_due_at)
-        stages.put(epoch, S_SEND, self.t0 + t)
-        stages.put(epoch, S_SEQ, self.sent - 1)  # index of this message among all sent (a receiver's count)
+            self.generation.stages.sent(pending[0], self.clock.now(), self.t0 + self._stage_due_at, self.t0 + t,
+                                        self.sent - 1)  # gesture stage timing
 
     def stage_samples(self) -> dict:
         """Per-gesture stage timing of every rollback whose first note was sent (`GestureStages.samples`, ms)."""
         return self.generation.stages.samples()
-    # --- gesture stage timing ------------------------------------------------------------------------ end
 
     def _broadcast(self, messages, t: float, clock_only: bool = False) -> None:
         for message in messages:

@@ -41,6 +41,8 @@ from instrument.stats import Samples
 OPENING_S = 0.030  # the opening of a regenerated future: its messages may leave as they are made ...
 OPENING_SPREAD_S = 0.015  # ... up to this long after the time the model placed them at (a chord: a step a note)
 MAX_MARGIN_S = 0.005  # never delay a gesture's answer by more than this to avoid lateness
+RESTORE_S = 0.0005  # what a restore and the sender's hand-over cost besides the model step
+STEP_MAX_DECAY = 0.999  # per step: a slow step stops setting the margin after a few thousand steps (~30 s)
 RESTART_COST_DECAY = 0.98  # per rollback: an old slow restart stops setting the margin after ~50 rollbacks
 
 
@@ -91,6 +93,7 @@ class Generation:
         self._in_underrun = True  # the first fill starts from nothing: not an underrun
         self._first_after_rollback = False
         self._restart_cost = 0.0  # recent worst time from a rollback's pickup to its first push (decays)
+        self._step_max = 0.0  # recent worst model step (decays)
         self._margin = config.restart_margin_s  # the margin of the last restart
         self._late_logged_at = float("-inf")
         self.horizon = 0.0
@@ -108,7 +111,7 @@ class Generation:
         """
         self.t0 = t0
         self.controls = self._reference = controls
-        self.performer.cursor = offset
+        self.performer.cursor = self.performer.floor = offset  # the session's start is its first opening
         self._checkpoints.append(Checkpoint(offset, self.voice.snapshot(), self.performer.snapshot()))
 
     def steer(self, controls: Controls, now: float) -> int | None:
@@ -161,6 +164,7 @@ class Generation:
             events = voice.next_events()
             elapsed = time.perf_counter() - started
             self.step_time.add(elapsed)
+            self._step_max = max(elapsed, self._step_max * STEP_MAX_DECAY)  # a recent slow step, for the margin
             messages: list[TimedMessage] = []
             for event in events:
                 messages += performer.perform(event, voice.seconds_per_shift)
@@ -260,9 +264,11 @@ class Generation:
                     planned_end.setdefault(message.note, item.deadline)
             # a restart costs a restore and a model step (~1-2 ms, more on a busy machine): the new future
             # starts that far after the playhead, so its first note is not made for a moment already past
-            margin = self._margin = min(MAX_MARGIN_S, max(self.config.restart_margin_s, 1.25 * self._restart_cost))
+            margin = self._margin = min(MAX_MARGIN_S, max(self.config.restart_margin_s, 1.25 * self._restart_cost,
+                                                          RESTORE_S + 1.5 * self._step_max))
             self.performer.resume(checkpoint.performer_state, now, sounding, planned_end, margin)
             self.performer.begin_epoch(request.epoch, now + margin)
+            self.scheduler.extend(self.performer.end_due())  # ends already due: with the restart, not a step later
             self.horizon = self.performer.horizon
         self.voice.restore(checkpoint.voice_state)
         for refiner in self.refiners:

@@ -128,7 +128,7 @@ class FollowClock:
                  on_event: Callable[..., None] | None = None) -> None:
         import rtmidi
 
-        from instrument.midi_out import APIS, choose_api, find_port
+        from instrument.midi_systems import APIS, choose_api, find_port
 
         self.api = choose_api(api)
         self._clock = clock
@@ -172,6 +172,6 @@ class FollowClock:
 
     def close(self) -> None:
         """Close the input port."""
-        from instrument.midi_out import release
+        from instrument.midi_systems import release
 
         release(self._in, self.api)  # a JACK client whose server died is abandoned, never closed (a 1-s GIL stall)

@@ -43,7 +43,7 @@ class MidiInput:
     def __init__(self, port: str, api: str = "auto", ccs: dict[str, int] | None = None) -> None:
         import rtmidi
 
-        from instrument.midi_out import APIS, choose_api, find_port
+        from instrument.midi_systems import APIS, choose_api, find_port
 
         self.ccs = dict(ccs or load_ccs())  # first: a broken file is named even without a MIDI system
         self.api = choose_api(api)
@@ -90,7 +90,7 @@ class MidiInput:
 
     def close(self) -> None:
         """Close the port."""
-        from instrument.midi_out import release
+        from instrument.midi_systems import release
 
         release(self._in, self.api)  # a JACK client whose server died is abandoned, never closed (a 1-s GIL stall)
 

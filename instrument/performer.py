@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import mido
 
-from instrument.ledger import CC_ALL_NOTES_OFF, CC_ALL_SOUND_OFF  # noqa: F401 - re-exported for old imports
 from instrument.scheduler import TimedMessage
 from models.events import Event, EventType, bin_to_velocity
 
@@ -142,6 +141,10 @@ class Performer:
         self._open.clear()
         self._planned_end.clear()
         return out
+
+    def end_due(self) -> list[TimedMessage]:
+        """Note-offs, at the floor, for carried notes whose end has already come (call right after `resume`)."""
+        return self._expire(self.floor) if self._open else []
 
     def _end_of(self, pitch: int, start: float) -> float:
         end = start + self.max_note_s

@@ -36,6 +36,16 @@ class GestureStages:
         row[0] = epoch
         row[S_REQUEST] = request_t
 
+    def gesture(self, epoch: int, frame_t: float, poll_t: float, map_s: float) -> None:
+        """The sending thread's part at the gesture: the frame's time, when it was polled, how long mapping took."""
+        row = self.rows[epoch % self.capacity]
+        row[S_FRAME], row[S_POLL], row[S_MAP] = frame_t, poll_t, map_s
+
+    def sent(self, epoch: int, sent_t: float, due_t: float, send_t: float, seq: int) -> None:
+        """The sending thread's part at the first note: when it fell due, was sent, and its index among all sent."""
+        row = self.rows[epoch % self.capacity]
+        row[S_SENT], row[S_DUE], row[S_SEND], row[S_SEQ] = sent_t, due_t, send_t, seq
+
     def put(self, epoch: int, column: int, value: float) -> None:
         """Write one cell (column: an index of STAGE_COLUMNS)."""
         self.rows[epoch % self.capacity, column] = value

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from instrument.midi_out import jack_server_running
+from instrument.midi_systems import jack_server_running
 from tests.required import missing
 
 TESTS = Path(__file__).resolve().parent

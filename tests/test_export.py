@@ -19,7 +19,7 @@ from instrument.cli import main
 from instrument.clock import FakeClock
 from instrument.engine import Engine, EngineConfig
 from instrument.mapping import Mapping
-from instrument.midi_out import FileSink
+from instrument.midi_file import FileSink
 from instrument.ui.pianoroll import velocity_color
 from instrument.ui.render_png import AXIS_COLORS, render_png
 from instrument.ui.render_wav import wav_rms

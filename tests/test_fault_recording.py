@@ -214,7 +214,7 @@ def test_twin_sessions_started_together_never_share_files(busy_model, tmp_path):
 def test_twin_claims_in_one_second_get_numbered_names(tmp_path):
     import datetime as dt
 
-    from instrument.session import claim_session_paths, session_paths
+    from instrument.recording import claim_session_paths, session_paths
 
     now = dt.datetime(2026, 12, 1, 20, 30, 5)
     first = claim_session_paths(session_paths(str(tmp_path), now), numbered=True)

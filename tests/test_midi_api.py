@@ -13,10 +13,10 @@ import sys
 import pytest
 import rtmidi
 
-import instrument.midi_out as midi_out
+import instrument.midi_systems as midi_out
 from instrument.commands import ports
 from instrument.errors import MidiUnavailable, UsageError
-from instrument.midi_out import MIDI_API_CHOICES, MidiSystem, choose_api, current_system, jack_server_running, \
+from instrument.midi_systems import MIDI_API_CHOICES, MidiSystem, choose_api, current_system, jack_server_running, \
     select_api
 
 LINUX = ("alsa", "jack")  # what a Linux wheel of python-rtmidi is compiled with

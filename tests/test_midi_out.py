@@ -14,7 +14,9 @@ import pytest
 
 from instrument.errors import MidiUnavailable
 from instrument.ledger import NoteLedger
-from instrument.midi_out import FileSink, MidiSink, choose_api, jack_server_running
+from instrument.midi_out import MidiSink
+from instrument.midi_file import FileSink
+from instrument.midi_systems import choose_api, jack_server_running
 from tests.conftest import JackServer
 
 
@@ -166,7 +168,7 @@ def test_server_death_is_survived_and_the_port_comes_back(tmp_path, jack_server)
 def test_file_sink_stays_valid_when_the_disk_fills(tmp_path, monkeypatch):
     import errno
 
-    from instrument import midi_out
+    from instrument import midi_file as midi_out
 
     path = tmp_path / "full.mid"
     errors = []

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from controllers.frame import ControlFrame
 from instrument.clock import FakeClock
-from instrument.midi_out import FileSink, ListSink
+from instrument.midi_out import ListSink
+from instrument.midi_file import FileSink
 from instrument.session import SessionConfig, build_engine
 from instrument.voices import voice_names
 

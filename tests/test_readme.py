@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 import rtmidi
 
-from instrument.midi_out import DEFAULT_PORT_NAME, MidiSink, find_port
+from instrument.midi_out import MidiSink
+
+from instrument.midi_systems import DEFAULT_PORT_NAME, find_port
 from tests.required import missing
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

@@ -134,7 +134,7 @@ def receive(out: Path, name: str) -> int:
     """A separate JACK client: a virtual input `NAME:in` counting what it hears until SIGTERM."""
     import rtmidi
 
-    from instrument.midi_out import quiet_libjack
+    from instrument.midi_systems import quiet_libjack
 
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # taken by sigwait below: no handler, no lock
@@ -271,9 +271,9 @@ def _round(value: float | None) -> float | None:
 
 def run_soak(args: argparse.Namespace) -> int:
     """Run the soak and print its figures; 1 if the player did not end cleanly."""
-    from instrument.bench.latency import _private_jack
+    from instrument.bench.jack_server import _private_jack
     from instrument.errors import UsageError
-    from instrument.midi_out import jack_server_running
+    from instrument.midi_systems import jack_server_running
 
     if args.minutes <= 0:
         raise UsageError(f"--minutes must be > 0, got {args.minutes:g}")

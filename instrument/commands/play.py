@@ -8,7 +8,7 @@ import sys
 import threading
 
 from instrument.cli import port_name_arg, seed_arg
-from instrument.midi_out import DEFAULT_PORT_NAME, MIDI_API_CHOICES
+from instrument.midi_systems import DEFAULT_PORT_NAME, MIDI_API_CHOICES
 from instrument.voices.registry import model_help
 
 EPILOG = """\

@@ -15,7 +15,7 @@ def report(system=None) -> dict:
     """{"auto": API or None, "auto_problem": why not, "apis": {API: {available, virtual_ports, outputs, inputs,
     problem}}} for every API python-rtmidi was compiled with (`system`: a midi_out.MidiSystem, default this machine)."""
     from instrument.errors import MidiUnavailable, UsageError
-    from instrument.midi_out import VIRTUAL_PORTS, current_system, list_ports, select_api
+    from instrument.midi_systems import VIRTUAL_PORTS, current_system, list_ports, select_api
 
     system = system or current_system()
     result: dict = {"auto": None, "auto_problem": None, "apis": {}}
@@ -37,7 +37,7 @@ def report(system=None) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """List each compiled MIDI API: available or why not, then its output and input ports."""
-    from instrument.midi_out import API_NAMES, NO_VIRTUAL_HELP
+    from instrument.midi_systems import API_NAMES, NO_VIRTUAL_HELP
 
     found = report()
     if args.json:

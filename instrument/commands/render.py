@@ -39,7 +39,7 @@ def render(controls: str, out: str, *, config, duration: float | None = None) ->
     from controllers import ControllerError, open_controller
     from instrument.clock import FakeClock
     from instrument.errors import UsageError
-    from instrument.midi_out import FileSink
+    from instrument.midi_file import FileSink
     from instrument.session import build_engine
 
     config.validate()
