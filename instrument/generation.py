@@ -15,6 +15,13 @@ the new future continues them (see `Performer.resume`). A move past
 `strike_threshold` also *strikes*: the voice's next event is drawn from its own
 distribution restricted to note-ons, so the gesture is heard after one model step.
 
+No note is made for a moment already past: a regenerated future starts a margin after
+the playhead (2 ms, more when a restart or a model step has recently taken longer here,
+at most 5 ms). The opening of a new future (its first 30 ms, e.g. the notes of a chord,
+a model step apart) leaves as it is made, at most 15 ms after the time the model placed
+it (counted in `opening_delayed`); anything else pushed after its deadline is `late`, a
+fault whose cause goes to the session log.
+
 Threads. The sending thread calls `steer()` and reads `epoch`; everything else runs on
 the generation thread. Hand-offs: `controls`, `tempo` and `temperature` are immutable
 values swapped by reference (atomic in CPython, read once per step); the rollback
@@ -36,7 +43,6 @@ from instrument.performer import REFERENCE_TEMPO, Performer
 from instrument.scheduler import Scheduler, TimedMessage
 from instrument.stages import S_DEADLINE, S_MUSIC_WAIT, S_PICKUP, S_PITCH, S_PUSHED, S_RESTORED, S_STEP_S, S_STEPS, GestureStages
 from instrument.stats import Samples
-
 
 OPENING_S = 0.030  # the opening of a regenerated future: its messages may leave as they are made ...
 OPENING_SPREAD_S = 0.015  # ... up to this long after the time the model placed them at (a chord: a step a note)

@@ -86,7 +86,7 @@ class SessionConfig:
             if not ok:
                 raise UsageError(message)
         if self.key is not None:
-            from models.conditioning import parse_key
+            from models.keys import parse_key
 
             try:
                 parse_key(self.key)

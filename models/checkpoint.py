@@ -247,7 +247,7 @@ def load_checkpoint(path: str | os.PathLike, expected_class: type[nn.Module], co
 def load_charrnn(path: str | os.PathLike):
     """Load a CharRNN checkpoint: (model in eval mode, CharRNNConfig, meta); checks the conditioning spec."""
     from models.charrnn.model import CharRNN
-    from models.conditioning import ConditionSpec
+    from models.conditioning import SPECS, ConditionSpec
 
     model, config, meta = load_checkpoint(path, CharRNN)
     if config.cond_dim:
@@ -255,8 +255,9 @@ def load_charrnn(path: str | os.PathLike):
             spec = ConditionSpec.from_dict(meta["conditioning"])
         except (KeyError, TypeError) as err:
             raise CheckpointError(f"{checkpoint_paths(path)[1]}: conditioned model without a valid conditioning spec") from err
-        if spec.version != ConditionSpec().version or spec.dim != config.cond_dim:
-            raise CheckpointError(f"{checkpoint_paths(path)[1]}: conditioning {spec.version!r} (dim {config.cond_dim}) does not match this build's {ConditionSpec().version!r}")
+        if spec.version not in SPECS or spec.dim != config.cond_dim:
+            raise CheckpointError(f"{checkpoint_paths(path)[1]}: conditioning {spec.version!r} (dim {config.cond_dim}) "
+                                  f"is not one this build reads ({', '.join(SPECS)})")
     return model, config, meta
 
 

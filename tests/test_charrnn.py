@@ -128,3 +128,55 @@ def test_forward_with_state_continues_like_step(cell):
             torch.testing.assert_close(logits, chunk[:, t - 4], atol=1e-5, rtol=1e-5)
     for a, b in zip(after, s):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- eval: the honest likelihood
+def _piece(seed, n=300):
+    rng = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 388, (n,), generator=rng).numpy().astype("int64")
+
+
+@pytest.mark.parametrize("mode", ["honest", "past_only", "told_future"])
+def test_held_out_nll_modes_match_a_whole_piece_forward(mode):
+    """Segments carry the state; told_future gives input i the condition of event i+1, as training does."""
+    import numpy as np
+
+    from models.charrnn.eval import held_out_nll, input_conditions
+    from models.conditioning import COND_V2, extract_conditions, neutral_conditions
+
+    model = tiny()
+    events = _piece(0)
+    nll, per_s, scored = held_out_nll(model, [events], COND_V2, segment=64, mode=mode)
+    cond = torch.from_numpy(input_conditions(events, COND_V2, mode))
+    with torch.no_grad():
+        logits, _ = model(torch.from_numpy(events[None, :-1]), cond[None, :-1])
+    want = torch.nn.functional.cross_entropy(logits[0], torch.from_numpy(events[1:])).item()
+    assert scored == len(events) - 1 and nll == pytest.approx(want, rel=1e-5) and per_s > 0
+    if mode == "told_future":
+        np.testing.assert_array_equal(cond[:-1].numpy(), extract_conditions(events, COND_V2)[1:])
+    if mode == "honest":
+        np.testing.assert_array_equal(cond.numpy(), neutral_conditions(events, COND_V2))
+
+
+def test_evaluate_all_pieces_reports_the_honest_headline(tmp_path):
+    from models.charrnn.eval import evaluate, headline, likelihoods
+    from models.conditioning import DEFAULT_SPEC
+    from models.data import Corpus, Piece
+
+    import numpy as np
+
+    pieces = [Piece(tmp_path / f"p{i}.mid", f"p{i}.mid", "train" if i else "test", _piece(i, 200),
+                    np.zeros((0, 4))) for i in range(3)]
+    corpus = Corpus(pieces)
+    model = tiny()
+    test_only = evaluate(model, DEFAULT_SPEC, corpus, nll_only=True)
+    every = evaluate(model, DEFAULT_SPEC, corpus, nll_only=True, all_pieces=True)
+    assert test_only["pieces_scored"] == 1 and test_only["events_scored"] == 199
+    assert every["pieces_scored"] == 3 and every["events_scored"] == 3 * 199
+    assert {"nll_per_event", "nll_past_only_per_event", "nll_told_future_per_event"} <= set(every)
+    assert every["nll_per_event"] == likelihoods(model, [p.events for p in pieces], DEFAULT_SPEC)["nll_per_event"]
+    assert headline(every).startswith("honest NLL ")
+    capped = evaluate(model, DEFAULT_SPEC, corpus, nll_only=True, all_pieces=True, max_events=250)
+    assert capped["events_scored"] == 199 + 49 and capped["pieces_scored"] == 2
+    with pytest.raises(ValueError, match="--all"):
+        evaluate(model, DEFAULT_SPEC, Corpus(pieces[1:]), nll_only=True)

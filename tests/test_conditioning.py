@@ -10,19 +10,20 @@ from models.conditioning import (
     COND_DIM,
     DEFAULT_SPEC,
     HISTOGRAM,
+    SPECS,
     condition_vector,
     event_times,
     extract_conditions,
-    key_histogram,
     measure,
-    scale_pitch_classes,
     stretch_conditions,
     transpose_conditions,
 )
+from models.keys import key_histogram, scale_pitch_classes
 from models.data import augment
 from models.events import CODEC, Event, EventType, Note, encode_all, notes_to_events
 
 S = DEFAULT_SPEC
+V1 = SPECS["cond-v1"]  # Performance RNN's windows (5 s register and histogram, 3 s density)
 
 
 def on(p):
@@ -57,16 +58,20 @@ def random_piece(rng, n_notes=60):
 
 
 def test_known_piece_gives_exact_register_density_and_histogram():
-    cond = extract_conditions(TWO_NOTES)
+    cond = extract_conditions(TWO_NOTES, V1)
     assert cond.shape == (6, COND_DIM) and cond.dtype == np.float32
     # At t=0 both notes lie ahead: mean pitch 62, 2 notes in the 1.5 s left, C:E = 0.5 s : 1 s.
-    assert S.denorm_register(cond[0, 0]) == pytest.approx(62.0, abs=1e-4)
-    assert S.denorm_density(cond[0, 1]) == pytest.approx(2 / 1.5, rel=1e-4)
+    assert V1.denorm_register(cond[0, 0]) == pytest.approx(62.0, abs=1e-4)
+    assert V1.denorm_density(cond[0, 1]) == pytest.approx(2 / 1.5, rel=1e-4)
     assert cond[0, HISTOGRAM][0] == pytest.approx(1 / 3, abs=1e-5)
     assert cond[0, HISTOGRAM][4] == pytest.approx(2 / 3, abs=1e-5)
     # From t=0.5 s only E4 lies ahead (the window looks forward, never back).
-    assert S.denorm_register(cond[3, 0]) == pytest.approx(64.0, abs=1e-4)
+    assert V1.denorm_register(cond[3, 0]) == pytest.approx(64.0, abs=1e-4)
     assert cond[3, HISTOGRAM][4] == pytest.approx(1.0)
+    # cond-v2 looks 1 s ahead: the same two notes, 2 in the first second.
+    v2 = extract_conditions(TWO_NOTES, SPECS["cond-v2"])
+    assert SPECS["cond-v2"].denorm_density(v2[0, 1]) == pytest.approx(2.0, rel=1e-4)
+    assert SPECS["cond-v2"].denorm_density(v2[3, 1]) == pytest.approx(1.0, rel=1e-4)  # 1 s left: E4 alone
 
 
 def test_silence_ahead_gives_uniform_histogram_and_default_register():
@@ -179,3 +184,60 @@ def test_spec_round_trips_through_a_dict():
     from models.conditioning import ConditionSpec
 
     assert ConditionSpec.from_dict(S.to_dict()) == S
+
+
+# ----------------------------------------------------------------------------- cond-v2, own key, past-only
+def test_cond_v2_windows_answer_within_a_second_and_round_trip():
+    from models.conditioning import COND_V2, SPECS, ConditionSpec, spec_for
+
+    assert COND_V2.version == "cond-v2" and COND_V2.dim == COND_DIM == S.dim  # same layout: v1 weights warm-start
+    assert COND_V2.register_window_s == COND_V2.density_window_s == 1.0 and COND_V2.min_window_s == 0.5
+    assert set(SPECS) == {"cond-v1", "cond-v2"} and spec_for("cond-v2") is COND_V2
+    assert ConditionSpec.from_dict(COND_V2.to_dict()) == COND_V2
+    with pytest.raises(ValueError, match="known"):
+        spec_for("cond-v9")
+    # Low notes for 3 s, then high ones: 1.5 s before the jump v1 already hears it, v2 does not yet.
+    low_high = np.array([x for p in [48] * 30 + [72] * 30 for x in (on(p), shift(10), off(p))])
+    times = event_times(low_high)
+    before = int(np.searchsorted(times, 1.5))
+    assert V1.denorm_register(extract_conditions(low_high, V1)[before, 0]) > 50
+    assert COND_V2.denorm_register(extract_conditions(low_high, COND_V2)[before, 0]) == pytest.approx(48)
+
+
+def test_own_key_histograms_follow_the_live_voice_note_by_note():
+    from models.conditioning import own_key_histograms
+    from models.keys import OwnKey
+    from models.keys import OwnKey as VoiceOwnKey  # the voices use this one class (instrument/voices/*)
+
+    rng = np.random.default_rng(4)
+    events = np.array([on(int(p)) if rng.random() < 0.5 else shift(int(rng.integers(1, 30))) for p in rng.integers(30, 90, 200)])
+    hist = own_key_histograms(events)
+    live, ours = VoiceOwnKey(), OwnKey()
+    np.testing.assert_allclose(hist[0] if events[0] >= 128 else live.histogram(), live.histogram(), atol=1e-6)
+    for i, e in enumerate(events):
+        if e < 128:
+            live, ours = live.add(int(e)), ours.add(int(e))
+        np.testing.assert_allclose(hist[i], live.histogram(), atol=1e-6)
+        np.testing.assert_allclose(ours.histogram(), live.histogram(), atol=1e-12)
+
+
+def test_past_and_neutral_conditions_never_look_ahead():
+    from models.conditioning import COND_V2, neutral_conditions, past_conditions
+
+    rng = np.random.default_rng(5)
+    events = np.asarray(encode_all(notes_to_events(random_piece(rng, n_notes=80))))
+    cut = len(events) // 2
+    for spec in (S, COND_V2):
+        for fn in (past_conditions, neutral_conditions):
+            whole, prefix = fn(events, spec), fn(events[:cut], spec)
+            np.testing.assert_allclose(whole[:cut], prefix, atol=1e-6)
+            np.testing.assert_allclose(whole[:, HISTOGRAM].sum(axis=1), 1.0, atol=1e-5)
+    neutral = neutral_conditions(events, COND_V2)
+    assert COND_V2.denorm_register(neutral[:, 0]) == pytest.approx(COND_V2.default_register, abs=1e-4)
+    assert COND_V2.denorm_density(neutral[:, 1]) == pytest.approx(COND_V2.default_density, rel=1e-4)
+    # A steady pulse of 10 notes/s at pitch 60: past-only hears it once a window has gone by.
+    pulse = np.array([x for _ in range(40) for x in (on(60), shift(5), off(60), shift(5))])
+    past = past_conditions(pulse, COND_V2)
+    late = event_times(pulse) >= 1.5
+    np.testing.assert_allclose(COND_V2.denorm_density(past[late, 1]), 10.0, rtol=0.11)
+    np.testing.assert_allclose(COND_V2.denorm_register(past[:, 0]), 60.0, atol=1e-4)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from models.conditioning import scale_pitch_classes
+from models.keys import scale_pitch_classes
 from models.events import CODEC, Event, EventType
 from models.sampling import sample_token
 

@@ -160,3 +160,49 @@ def test_ddp_two_gloo_ranks_end_with_identical_weights(corpus_dir, tmp_path):
     initial = CharRNN(CharRNNConfig(embed_dim=8, hidden_size=16, num_layers=1)).state_dict()
     assert not torch.equal(initial["head.weight"], ranks[0]["model"]["head.weight"])  # they trained
     assert (out / "charrnn.pt").exists() and not (out / "charrnn.rank1.pt").exists()
+
+
+def test_learning_rate_warms_up_to_the_schedule_not_to_the_peak():
+    from models.charrnn.train import learning_rate
+
+    assert learning_rate(0.0, 0, 1e-3, 10, 0.05) == pytest.approx(1e-4)
+    assert learning_rate(0.0, 20, 1e-3, 10, 0.05) == pytest.approx(1e-3)
+    assert learning_rate(1.0, 20, 1e-3, 10, 0.05) == pytest.approx(5e-5)
+    late = learning_rate(0.75, 20, 1e-3, 10, 0.05)  # a warm start three quarters into its budget
+    assert learning_rate(0.75, 0, 1e-3, 10, 0.05) == pytest.approx(late / 10) and late < 0.2e-3
+    assert learning_rate(0.5, 3, 1e-3, 0, 0.05) == pytest.approx(0.525e-3)
+
+
+def test_cond_v2_run_records_its_spec_and_warm_starts_from_v1(corpus_dir, tmp_path):
+    """Training with the short cond-v2 windows, warm-started from a cond-v1 checkpoint: its best score starts afresh."""
+    from models.conditioning import COND_V2
+
+    first = tmp_path / "v1"
+    assert run(corpus_dir, first, tmp_path / "cache", "--epochs", "2", "--conditioning", "cond-v1") == 0
+    out = tmp_path / "v2"
+    assert run(corpus_dir, out, tmp_path / "cache", "--epochs", "3", "--conditioning", "cond-v2",
+               "--init-from", str(first / "charrnn.pt")) == 0
+    record = json.loads((out / "charrnn.json").read_text())
+    assert record["meta"]["conditioning"] == COND_V2.to_dict()
+    history = record["meta"]["history"]
+    assert [h["conditioning"] for h in history] == ["cond-v1", "cond-v1", "cond-v2"]
+    assert record["meta"]["metrics"]["valid_nll_per_event"] == history[-1]["valid_nll"]  # kept, whatever v1 scored
+    from models.errors import ModelError as UsageError
+
+    with pytest.raises(UsageError, match="--conditioning"):
+        run(corpus_dir, out, tmp_path / "cache", "--epochs", "4", "--resume", "--conditioning", "cond-v1")  # the run was cond-v2
+    assert run(corpus_dir, out, tmp_path / "cache", "--epochs", "4", "--resume", "--conditioning", "cond-v2") == 0
+
+
+def test_window_sampler_labels_with_the_spec_it_is_given(corpus_dir):
+    from models.conditioning import COND_V2, extract_conditions
+    from models.data import Corpus
+
+    pieces = [p.events for p in Corpus.load([corpus_dir]).pieces]
+    sampler = WindowSampler(pieces, 16, COND_V2, augment=False, seed=1)
+    assert sampler.lookahead_s == pytest.approx(5.0 * 1.05 + 0.5)
+    tokens, cond = sampler.batch(4)
+    for row, c in zip(tokens.numpy(), cond.numpy()):
+        piece = next(p for p in pieces if any((p[i:i + 17] == row).all() for i in range(len(p) - 16)))
+        start = next(i for i in range(len(piece) - 16) if (piece[i:i + 17] == row).all())
+        np.testing.assert_allclose(c, extract_conditions(piece, COND_V2)[start:start + 17], atol=1e-5)

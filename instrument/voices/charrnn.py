@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from instrument.controls import Controls
 from instrument.voices.base import fault_check, prepare_cpu, resolve_device
 from instrument.voices.registry import VoiceInfo, VoiceOptions, register_voice
-from models.conditioning import DEFAULT_SPEC, ConditionSpec, condition_vector, key_histogram, scale_pitch_classes
+from models.conditioning import DEFAULT_SPEC, ConditionSpec, condition_vector
+from models.keys import OwnKey, key_histogram, scale_pitch_classes
 from models.events import CODEC, NOTE_OFF_OFFSET, NOTE_ON_OFFSET, STEPS_PER_SECOND, Event, EventType, velocity_to_bin
 
 _EVENTS = tuple(CODEC.decode(i) for i in range(CODEC.size))  # index -> Event, decoded once
@@ -187,48 +187,6 @@ def _open_after(open_notes: tuple[tuple[int, float], ...], event: Event) -> tupl
 
 _NOT_NOTE_ON = torch.ones(CODEC.size, dtype=torch.bool)  # (388,) True outside the NOTE_ON classes
 _NOT_NOTE_ON[NOTE_ON_OFFSET:NOTE_OFF_OFFSET] = False
-
-
-class OwnKey:
-    """An immutable decaying pitch-class count of the voice's own note-ons, over a C-major prior."""
-
-    DECAY = 0.97  # per note-on: about the last 30 notes (~5 s at the corpus's density) count
-    PRIOR = np.asarray(key_histogram("C:major")) ** 2  # sharpened: training histograms are peaked (median 2.9 bits)
-
-    __slots__ = ("counts", "count")
-
-    def __init__(self, counts: np.ndarray | None = None, count: int = 0) -> None:
-        self.counts = np.zeros(12) if counts is None else counts  # (12,)
-        self.count = count
-
-    def add(self, pitch: int) -> "OwnKey":
-        """A new count with one more note-on of `pitch`."""
-        counts = self.counts * self.DECAY
-        counts[pitch % 12] += 1.0
-        return OwnKey(counts, self.count + 1)
-
-    def key_profile(self) -> np.ndarray:
-        """(12,) the Krumhansl-Kessler profile of the key its notes fit best (C major before any note).
-
-        A whole key, never a few pitch classes: a prior built on it cannot collapse onto the
-        notes just played, as a raw count fed back into the music can.
-        """
-        if self.count < 4:
-            return _KEY_PROFILES[0]
-        centred = self.counts - self.counts.mean()
-        return _KEY_PROFILES[int(np.argmax(_KEY_PROFILES_CENTRED @ centred))]
-
-    def histogram(self) -> np.ndarray:
-        """(12,) weights summing to 1: the prior until the notes outweigh it."""
-        prior = self.PRIOR / self.PRIOR.sum() * 3.0  # worth three notes
-        h = self.counts + prior
-        return h / h.sum()
-
-
-_KEY_PROFILES = np.asarray([key_histogram(f"{tonic}:{mode}") for mode in ("major", "minor")
-                            for tonic in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")])  # (24, 12)
-_KEY_PROFILES_CENTRED = _KEY_PROFILES - _KEY_PROFILES.mean(axis=1, keepdims=True)
-_KEY_PROFILES_CENTRED /= np.linalg.norm(_KEY_PROFILES_CENTRED, axis=1, keepdims=True)
 
 
 @register_voice(VoiceInfo(

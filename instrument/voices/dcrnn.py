@@ -9,9 +9,8 @@ import torch
 
 from instrument.controls import Controls
 from instrument.voices.base import fault_check, prepare_cpu, resolve_device
-from instrument.voices.charrnn import OwnKey
 from instrument.voices.registry import VoiceInfo, VoiceOptions, register_voice
-from models.conditioning import key_histogram, scale_pitch_classes
+from models.keys import OwnKey, key_histogram, scale_pitch_classes
 from models.events import Event, EventType, velocity_to_bin
 
 
@@ -111,8 +110,6 @@ class ChunkVoice:
     @torch.inference_mode()
     def next_events(self) -> list[Event]:
         """One bar: roll logits -> sampled roll (16, 128) -> note events, 1 TIME_SHIFT per sixteenth."""
-        from models.dcrnn.model import binarize
-
         fault_check()
         logits, self._state = self.gen.generate_chunk(self._style(), self._cond, self._state)  # (1, 16, 128, 2)
         logits = logits.float().cpu() / max(self.temperature, 1e-3)

@@ -26,8 +26,8 @@ import numpy as np
 
 from instrument.voices.base import fault_check, prepare_cpu, resolve_device
 from instrument.voices.registry import VoiceInfo, VoiceOptions, register_voice
-from instrument.voices.charrnn import OwnKey
 from models.events import CODEC, MAX_SHIFT_STEPS, STEPS_PER_SECOND, Event, EventType
+from models.keys import OwnKey
 
 DEFAULT_FLIPS = 2.0  # the study's walk: about 2 bits a step
 JUMP_P = 0.02  # chance of a spontaneous jump per step (a new section every ~50 codes, ~20 s)
@@ -69,7 +69,7 @@ class SeqAEVoice:
                  key: str | None = None, scale_lock: bool = False, quantize: bool = False, name: str = "seqae") -> None:
         import torch
 
-        from models.conditioning import scale_pitch_classes
+        from models.keys import scale_pitch_classes
         from models.seqae.model import ThemeReset
 
         self.name = name

@@ -1,7 +1,15 @@
 """Evaluate a Char-RNN: ``instrument eval charrnn [--model PATH] --data DIR... [--json]``.
 
 Four questions, each answered with numbers:
-1. How well does it predict held-out music? NLL in nats/event and nats/second.
+1. How well does it predict held-out music? NLL in nats/event and nats/second, whole pieces,
+   state carried through each, under three kinds of condition (``CONDITION_MODES``):
+   - honest (the headline): what the live voice plays with when nobody moves: the spec's
+     default register and density, and the own-key histogram of the notes heard so far;
+   - past-only: register and density measured over the last window of notes heard so far,
+     the own-key histogram: a listener who follows the music but cannot see ahead;
+   - told the future: the forward windows training used; the model is told what comes next,
+     so this figure flatters it.
+   ``--all`` scores every piece of the folders given (any collection), not only the test split.
 2. Does it obey its controls? Sweep register and density over 5+ levels with the other
    controls at corpus medians, generate 8+ samples per level with fixed seeds, measure
    the music with the same extractor training used (models/conditioning.py), and report
@@ -29,10 +37,11 @@ from models.conditioning import (
     ConditionSpec,
     condition_vector,
     extract_conditions,
-    key_histogram,
     measure,
-    scale_pitch_classes,
+    neutral_conditions,
+    past_conditions,
 )
+from models.keys import key_histogram, scale_pitch_classes
 from models.data import Corpus
 from models.events import CODEC, NOTE_ON_OFFSET, TIME_SHIFT_OFFSET, VELOCITY_OFFSET, EventType, Event
 from models.metrics import jensen_shannon, longest_copies, spearman
@@ -45,9 +54,28 @@ PRIMER = Event(EventType.VELOCITY, 16)  # every sample starts from a mezzo-forte
 
 
 # ----------------------------------------------------------------------------- likelihood
+def input_conditions(events: np.ndarray, spec: ConditionSpec, mode: str) -> np.ndarray:
+    """(T, C) the condition given with input event i (which predicts event i+1), for one mode.
+
+    told_future: the forward condition of event i+1, as in training (models/charrnn/windows.py
+    split_inputs); honest and past_only: computed from events 0..i only (models/conditioning.py).
+    """
+    if mode == "told_future":
+        cond = extract_conditions(events, spec)
+        return np.concatenate([cond[1:], cond[-1:]])  # the last row predicts nothing
+    if mode == "honest":
+        return neutral_conditions(events, spec)
+    if mode == "past_only":
+        return past_conditions(events, spec)
+    raise ValueError(f"unknown condition mode {mode!r}; known: {', '.join(CONDITION_MODES)}")
+
+
+CONDITION_MODES = ("honest", "past_only", "told_future")
+
+
 @torch.no_grad()
 def held_out_nll(model: CharRNN, pieces: list[np.ndarray], spec: ConditionSpec | None, segment: int = 2048,
-                 max_events: int | None = None) -> tuple[float, float, int]:
+                 max_events: int | None = None, mode: str = "honest") -> tuple[float, float, int]:
     """(nats/event, nats/second, events scored) over whole pieces, state carried through each piece."""
     total_nll, total_events, total_seconds = 0.0, 0, 0.0
     budget = max_events
@@ -58,7 +86,9 @@ def held_out_nll(model: CharRNN, pieces: list[np.ndarray], spec: ConditionSpec |
                 break
             events = events[:budget]
             budget -= len(events)
-        cond = torch.from_numpy(extract_conditions(events, spec)) if spec is not None else None
+        if len(events) < 2:
+            continue
+        cond = torch.from_numpy(input_conditions(events, spec, mode)) if spec is not None else None
         tokens = torch.from_numpy(events)
         state = model.init_state(1)
         for start in range(0, len(events) - 1, segment):
@@ -72,6 +102,18 @@ def held_out_nll(model: CharRNN, pieces: list[np.ndarray], spec: ConditionSpec |
         shifts = events[(events >= TIME_SHIFT_OFFSET) & (events < VELOCITY_OFFSET)] - TIME_SHIFT_OFFSET + 1
         total_seconds += shifts.sum() / 100.0
     return total_nll / max(total_events, 1), total_nll / max(total_seconds, 1e-9), total_events
+
+
+def likelihoods(model: CharRNN, pieces: list[np.ndarray], spec: ConditionSpec | None,
+                max_events: int | None = None) -> dict[str, float]:
+    """NLL under every condition mode; ``nll_per_event`` / ``nll_per_second`` are the honest (headline) figures."""
+    report: dict[str, float] = {}
+    for mode in CONDITION_MODES if spec is not None else ("honest",):
+        per_event, per_second, scored = held_out_nll(model, pieces, spec, max_events=max_events, mode=mode)
+        prefix = "nll" if mode == "honest" else f"nll_{mode}"
+        report.update({f"{prefix}_per_event": per_event, f"{prefix}_per_second": per_second})
+        report["events_scored"] = scored
+    return report
 
 
 # ----------------------------------------------------------------------------- generation
@@ -137,19 +179,24 @@ def in_scale_rates(model: CharRNN, spec: ConditionSpec, samples: int, length: in
 
 
 def evaluate(model: CharRNN, spec: ConditionSpec | None, corpus: Corpus, samples: int = 8, length: int = 512,
-             max_events: int | None = None) -> dict[str, float]:
-    """All figures of the evaluation, as one flat dict."""
+             max_events: int | None = None, all_pieces: bool = False, nll_only: bool = False) -> dict[str, float]:
+    """All figures of the evaluation, as one flat dict (``all_pieces``: score every piece, not the test split)."""
     model.eval()
+    scored = [p.events for p in (corpus.pieces if all_pieces else corpus.split("test"))]
     test = [p.events for p in corpus.split("test")]
     train = [p.events for p in corpus.split("train")]
-    if not test or not train:
-        raise ValueError("the corpus needs pieces in both the train and the test split")
-    nll_event, nll_second, scored = held_out_nll(model, test, spec, max_events=max_events)
-    report: dict[str, float] = {"nll_per_event": nll_event, "nll_per_second": nll_second, "events_scored": scored}
-    generated = []
+    if not scored:
+        raise ValueError("no piece to score: the test split is empty (pass --all to score every piece)")
+    touched = len(scored) if max_events is None else min(len(scored), int(np.searchsorted(
+        np.cumsum([len(e) for e in scored]), max_events, side="left")) + 1)  # --max-events may stop inside a piece
+    report: dict[str, float] = {"pieces_scored": touched, **likelihoods(model, scored, spec, max_events)}
+    if nll_only:
+        return report
     if spec is not None:
         report.update(control_fidelity(model, spec, samples, length))
     report.update(in_scale_rates(model, spec, samples, length))
+    if not (train and test):
+        return report  # copying is measured against the train split, with the test split as the baseline
     generated = generate(model, condition_vector(spec=spec) if spec else None, list(range(2 * samples)), length)
     report["longest_copy_generated"] = max(longest_copies(generated, train))
     held_out_windows = [events[i:i + length] for events in test for i in range(0, len(events) - length, 4 * length)]
@@ -158,10 +205,20 @@ def evaluate(model: CharRNN, spec: ConditionSpec | None, corpus: Corpus, samples
 
 
 # ----------------------------------------------------------------------------- CLI
+def headline(report: dict) -> str:
+    """One line: the honest NLL first, the others beside it."""
+    line = f"honest NLL {report['nll_per_event']:.3f} nats/event ({report['nll_per_second']:.1f} nats/s)"
+    if "nll_past_only_per_event" in report:
+        line += f"; past-only {report['nll_past_only_per_event']:.3f}; told the future {report['nll_told_future_per_event']:.3f}"
+    return line + f" over {report['events_scored']:,} events of {report['pieces_scored']} pieces"
+
+
 def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     """Arguments of `instrument eval charrnn`."""
     parser.add_argument("--model", type=Path, default=None, help="checkpoint .pt (default: the shipped model)")
     parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="DIR", help="MIDI folders; the test split is scored")
+    parser.add_argument("--all", action="store_true", help="score every piece of --data (any collection), not only its test split")
+    parser.add_argument("--nll-only", action="store_true", help="only the likelihoods: no sampling, control sweeps or copy check")
     parser.add_argument("--samples", type=int, default=8, help="samples per control level (default: %(default)s)")
     parser.add_argument("--length", type=int, default=512, help="events per generated sample (default: %(default)s)")
     parser.add_argument("--max-events", type=int, default=None, help="score at most this many held-out events (quick checks)")
@@ -182,12 +239,18 @@ def run_charrnn(args: argparse.Namespace) -> int:
     if not corpus.pieces:
         raise ModelError(f"no usable MIDI files under {', '.join(map(str, args.data))}")
     started = time.perf_counter()
-    report = evaluate(model, spec, corpus, samples=args.samples, length=args.length, max_events=args.max_events)
+    try:
+        report = evaluate(model, spec, corpus, samples=args.samples, length=args.length, max_events=args.max_events,
+                          all_pieces=args.all, nll_only=args.nll_only)
+    except ValueError as err:
+        raise ModelError(str(err)) from None
     report["model"] = str(path)
+    report["conditioning"] = spec.version if spec else "none"
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(report))
     else:
+        print(headline(report))
         for key, value in report.items():
             print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
     return 0

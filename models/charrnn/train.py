@@ -1,12 +1,13 @@
 """Train the (Conditional) Char-RNN: ``instrument train charrnn --data DIR... --out DIR``.
 
 One page, nanoGPT style. Each step draws random windows of ``seq_len + 1`` events from
-the train split, augments them (transpose +-6 semitones, stretch time +-5%), labels every
-event with the condition of the music that follows it (models/conditioning.py), and
-takes one AdamW step. The learning rate follows a warmup then a cosine over the budget
-(steps or minutes, whichever runs out first). Every epoch (a fixed number of steps) it
-measures validation NLL in nats/event, keeps the best weights as ``NAME.pt`` + ``NAME.json``
-and plots the curves; ``NAME.resume.pt`` lets ``--resume`` continue where it stopped.
+the train split, augmented and labelled with the conditions of the music they hold
+(models/charrnn/windows.py, with the ``--conditioning`` spec of models/conditioning.py),
+and takes one AdamW step. The learning rate follows a warmup then a cosine over the budget
+(steps or minutes, whichever runs out first; a warm start late in its budget warms up to
+the late, low rate). Every epoch (a fixed number of steps) it measures validation NLL in
+nats/event, keeps the best weights as ``NAME.pt`` + ``NAME.json`` and plots the curves;
+``NAME.resume.pt`` lets ``--resume`` continue where it stopped.
 
 Multi-process: launch with ``torchrun --nproc_per_node N -m models.charrnn.train ...``
 (gloo on CPU, nccl on CUDA). Each rank draws its own windows; DDP averages gradients;
@@ -31,85 +32,11 @@ from tqdm import tqdm
 
 from models.charrnn.model import CharRNN, CharRNNConfig
 from models.checkpoint import save_checkpoint
-from models.conditioning import DEFAULT_SPEC, ConditionSpec, event_times, extract_conditions
-from models.events import TIME_SHIFT_OFFSET
+from models.charrnn.windows import MAX_STRETCH, MAX_TRANSPOSE, WindowSampler, split_inputs, validation_windows
+from models.conditioning import DEFAULT_SPEC, SPECS
 from models.loss_plots import plot_curves
 
-MAX_TRANSPOSE = 6        # semitones either way
-MAX_STRETCH = 0.05       # time stretch factor in [0.95, 1.05]
-
-
-# ----------------------------------------------------------------------------- data
-class WindowSampler:
-    """Random training windows: tokens (B, T+1) and conditions (B, T+1, C) of the events they hold."""
-
-    def __init__(self, pieces: list[np.ndarray], seq_len: int, spec: ConditionSpec | None, augment: bool, seed: int):
-        self.events = [np.asarray(e, dtype=np.int64) for e in pieces if len(e) > seq_len + 1]
-        if not self.events:
-            raise ValueError(f"no piece is longer than seq_len + 1 = {seq_len + 1} events")
-        self.times = [event_times(e) for e in self.events]
-        starts = np.array([len(e) - seq_len - 1 for e in self.events], dtype=np.float64)
-        self.weights = starts / starts.sum()  # a piece is drawn in proportion to its windows
-        self.seq_len, self.spec, self.augment = seq_len, spec, augment
-        self.rng = np.random.default_rng(seed)
-        # Forward windows of events near a window's end need this much music after it.
-        self.lookahead_s = (max(spec.histogram_window_s, spec.density_window_s, spec.register_window_s) if spec else 0.0) * (1 + MAX_STRETCH) + 0.5
-
-    def sample(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """One window: (T+1,) tokens and (T+1, C) conditions (None when unconditioned)."""
-        n = self.seq_len + 1
-        p = self.rng.choice(len(self.events), p=self.weights)
-        events, times = self.events[p], self.times[p]
-        start = int(self.rng.integers(0, len(events) - n + 1))
-        stop = max(start + n, int(np.searchsorted(times, times[start + n - 1] + self.lookahead_s)))
-        # Begin at the first event sharing the window's start time, so notes struck at
-        # that instant (e.g. the rest of a chord) count in the first events' conditions.
-        begin = int(np.searchsorted(times, times[start], side="left")) if self.spec else start
-        chunk = events[begin:stop]
-        if self.augment:
-            chunk = self._augment(chunk, keep=n + start - begin)
-        skip = start - begin if len(chunk) >= n + start - begin else 0
-        cond = extract_conditions(chunk, self.spec)[skip:skip + n] if self.spec else None
-        return chunk[skip:skip + n], cond
-
-    def _augment(self, chunk: np.ndarray, keep: int) -> np.ndarray:
-        from models.data import augment
-
-        pitches = chunk[chunk < TIME_SHIFT_OFFSET] % 128
-        low = max(-MAX_TRANSPOSE, -int(pitches.min())) if pitches.size else 0
-        high = min(MAX_TRANSPOSE, 127 - int(pitches.max())) if pitches.size else 0
-        transpose = int(self.rng.integers(low, high + 1))
-        stretch = float(self.rng.uniform(1 - MAX_STRETCH, 1 + MAX_STRETCH))
-        out = augment(chunk, transpose=transpose, stretch=stretch)
-        return chunk if out is None or len(out) < keep else out
-
-    def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """tokens (B, T+1) long and cond (B, T+1, C) float32 or None."""
-        samples = [self.sample() for _ in range(batch_size)]
-        tokens = torch.from_numpy(np.stack([s[0] for s in samples]))
-        cond = torch.from_numpy(np.stack([s[1] for s in samples])) if self.spec else None
-        return tokens, cond
-
-
-def validation_windows(pieces: list[np.ndarray], seq_len: int, spec: ConditionSpec | None, max_windows: int):
-    """Fixed, non-overlapping windows over the held-out pieces: tokens (N, T+1), cond (N, T+1, C) or None."""
-    tokens, conds = [], []
-    for events in pieces:
-        events = np.asarray(events, dtype=np.int64)
-        cond = extract_conditions(events, spec) if spec else None
-        for s in range(0, len(events) - seq_len - 1 + 1, seq_len):
-            tokens.append(events[s:s + seq_len + 1])
-            conds.append(cond[s:s + seq_len + 1] if spec else None)
-    if not tokens:
-        raise ValueError(f"no held-out piece is longer than {seq_len + 1} events")
-    keep = np.unique(np.linspace(0, len(tokens) - 1, min(max_windows, len(tokens))).round().astype(int))
-    tok = torch.from_numpy(np.stack([tokens[i] for i in keep]))
-    return tok, (torch.from_numpy(np.stack([conds[i] for i in keep])) if spec else None)
-
-
-def split_inputs(tokens: torch.Tensor, cond: torch.Tensor | None):
-    """Teacher forcing: input event i with the condition of event i+1 (the music about to be played) predicts event i+1."""
-    return tokens[:, :-1], (cond[:, 1:] if cond is not None else None), tokens[:, 1:]
+__all__ = ["WindowSampler", "configure_charrnn", "main", "parse_arch", "run_charrnn", "train"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -125,10 +52,13 @@ def parse_arch(text: str) -> tuple[str, int, int]:
 
 
 def learning_rate(progress: float, step: int, base_lr: float, warmup: int, min_ratio: float) -> float:
-    """Linear warmup for ``warmup`` steps, then cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1."""
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    """Cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1, ramped in linearly over ``warmup`` steps.
+
+    The ramp leads to the cosine's value at that point, so a warm start late in the budget
+    warms up to its late, low rate instead of restarting from the peak.
+    """
+    cosine = base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+    return cosine * min(1.0, (step + 1) / warmup) if warmup > 0 else cosine
 
 
 def corpus_provenance(corpus, paths: list[str]) -> dict:
@@ -141,12 +71,19 @@ def corpus_provenance(corpus, paths: list[str]) -> dict:
             "augmentation": f"transpose +-{MAX_TRANSPOSE} semitones, stretch +-{MAX_STRETCH:.0%}"}
 
 
-def warm_start(model: CharRNN, config: CharRNNConfig, path: str, device: torch.device) -> dict:
-    """Load a finished checkpoint's weights and carry on its step, minutes, best NLL and history (fresh optimizer)."""
-    from models.checkpoint import CheckpointError, load_charrnn
+def warm_start(model: CharRNN, config: CharRNNConfig, path: str, device: torch.device, spec=None) -> dict:
+    """Load a finished checkpoint's weights and carry on its step, minutes, best NLL and history (fresh optimizer).
 
-    try:
-        source, source_config, meta = load_charrnn(path)
+    When ``spec`` (this run's conditioning) differs from the source's, its NLLs measure another task:
+    the best score starts afresh, so the first epoch of the new conditioning is kept.
+    """
+    from models.checkpoint import CheckpointError, load_checkpoint
+
+    try:  # any conditioning this build knows: a run may move the weights to another spec
+        source, source_config, meta = load_checkpoint(path, CharRNN)
+        source_version = (meta.get("conditioning") or {}).get("version")
+        if source_config.cond_dim and source_version not in SPECS:
+            raise CheckpointError(f"{path}: conditioning {source_version!r} is none of {', '.join(SPECS)}")
     except (CheckpointError, FileNotFoundError) as err:
         raise _usage_error(f"--init-from: {err}") from None
     if source_config.to_dict() != config.to_dict():
@@ -155,7 +92,8 @@ def warm_start(model: CharRNN, config: CharRNNConfig, path: str, device: torch.d
     model.to(device)
     training, metrics = meta.get("training", {}), meta.get("metrics", {})
     step = int(training.get("step", 0))
-    return {"step": step, "best": float(metrics.get("valid_nll_per_event", math.inf)), "bad_epochs": 0,
+    same_task = spec is None or (meta.get("conditioning") or {}).get("version") == spec.version
+    return {"step": step, "best": float(metrics.get("valid_nll_per_event", math.inf)) if same_task else math.inf, "bad_epochs": 0,
             "elapsed_s": float(training.get("minutes", 0.0)) * 60, "history": list(meta.get("history", [])),
             "optimizer_start_step": step}
 
@@ -212,7 +150,7 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
     threads = args.threads or max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)  # the same initial weights on every rank
-    spec = DEFAULT_SPEC if config.cond_dim else None
+    spec = SPECS[args.conditioning] if config.cond_dim else None
     out = Path(args.out)
     best_path, resume_path, plot_path = out / args.name, out / f"{args.name}.resume.pt", out / f"{args.name}_loss.png"
     if master:
@@ -250,12 +188,14 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
         saved = torch.load(resume_path, map_location=device, weights_only=True)
         if saved["config"] != config.to_dict():
             raise _usage_error(f"--resume: {resume_path} was trained with {saved['config']}; pass the same --arch/--embed-dim/--dropout/--unconditioned")
+        if saved.get("conditioning", DEFAULT_SPEC.version if spec else None) != (spec.version if spec else None):
+            raise _usage_error(f"--resume: {resume_path} was trained with conditioning {saved.get('conditioning', DEFAULT_SPEC.version)}; pass the same --conditioning")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
         st.update({k: saved[k] for k in st if k in saved})
     elif args.init_from:
-        st = warm_start(model, config, args.init_from, device)
+        st = warm_start(model, config, args.init_from, device, spec)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     # Each rank draws its own windows; re-seeding with the step keeps resumed runs reproducible.
     sampler = WindowSampler(train_pieces, args.seq_len, spec, not args.no_augment, seed=args.seed * 1_000_003 + rank * 7919 + st["step"])
@@ -265,7 +205,7 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
     def save_resume() -> None:
         tmp = resume_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                    "config": config.to_dict(), **st}, tmp)
+                    "config": config.to_dict(), "conditioning": spec.version if spec else None, **st}, tmp)
         tmp.replace(resume_path)
 
     def meta() -> dict:
@@ -334,7 +274,8 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
             improved = val < st["best"] - 1e-4
             st["best"], st["bad_epochs"] = (val, 0) if improved else (st["best"], st["bad_epochs"] + 1)
             st["history"].append({"step": st["step"], "epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                                  "valid_nll": val, "lr": lr, "minutes": round(st["elapsed_s"] / 60, 2)})
+                                  "valid_nll": val, "lr": lr, "minutes": round(st["elapsed_s"] / 60, 2),
+                                  "conditioning": spec.version if spec else None})
             if master:
                 if improved:
                     save_checkpoint(best_path, model, config, meta())
@@ -366,6 +307,9 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embed-dim", type=int, default=CharRNNConfig.embed_dim, help="event embedding size (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=CharRNNConfig.dropout, help="dropout (default: %(default)s)")
     parser.add_argument("--unconditioned", action="store_true", help="no condition vector: the plain Char-RNN baseline")
+    parser.add_argument("--conditioning", default=DEFAULT_SPEC.version, choices=sorted(SPECS),
+                        help="condition windows (models/conditioning.py): cond-v2 looks 1 s ahead for register and density, "
+                             "cond-v1 3-5 s (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: %(default)s)")
     parser.add_argument("--steps-per-epoch", type=int, default=250, help="optimizer steps between validations (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="windows per step and process (default: %(default)s)")
