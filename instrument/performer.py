@@ -30,7 +30,8 @@ from instrument.scheduler import TimedMessage
 from models.events import Event, EventType, bin_to_velocity
 
 REFERENCE_TEMPO = 120.0  # bpm at which a voice's time shifts play at their nominal length
-MIN_NOTE_S = 0.03  # a note-off sooner than this after its note-on is moved to it (a 0-s note is silent on most synths)
+MIN_NOTE_S = 0.03  # a note ends no sooner than this after its note-on (a 0-s note is silent on most synths): a
+# note-off sooner is moved to it, a re-strike sooner is merged into the sounding note
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,8 @@ class Performer:
         out: list[TimedMessage] = []
         if kind == EventType.NOTE_ON:
             if pitch in self._open:
+                if self.cursor - self._open[pitch] < MIN_NOTE_S:
+                    return out  # struck again as it starts: one note (as the codec merges strikes in one step)
                 out.append(self._message("note_off", pitch, 0, self.cursor))
             self._open[pitch] = self.cursor
             self._planned_end.pop(pitch, None)

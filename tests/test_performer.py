@@ -93,3 +93,10 @@ def test_a_note_ended_as_it_starts_is_held_to_the_shortest_audible_length():
     got = play(p, [(ON, 60), (OFF, 60), (SHIFT, 1), (SHIFT, 5), (ON, 62), (SHIFT, 1), (OFF, 62), (SHIFT, 5)])
     assert got == [(0.0, "note_on", 60, 80), (0.03, "note_off", 60, 0),  # 0 s -> 30 ms
                    (0.06, "note_on", 62, 80), (0.09, "note_off", 62, 0)]  # 10 ms -> 30 ms
+
+
+def test_a_pitch_struck_again_as_it_starts_is_one_note():
+    p = Performer()
+    got = play(p, [(ON, 60), (SHIFT, 1), (ON, 60), (SHIFT, 5), (ON, 60), (SHIFT, 5), (OFF, 60)])
+    assert got == [(0.0, "note_on", 60, 80), (0.06, "note_off", 60, 0), (0.06, "note_on", 60, 80),
+                   (0.11, "note_off", 60, 0)]  # the strike at 10 ms merged; the one at 60 ms re-strikes
