@@ -133,7 +133,10 @@ def session_mapping(config: SessionConfig, voice, kind: str):
 
     if config.mapping:
         return Mapping.from_toml(config.mapping)
-    return Mapping.packaged(voice.info.mapping_for(kind))
+    name = voice.info.mapping_for(kind)
+    if name == "default.toml":  # a voice that names no mapping of its own plays with the shipped default
+        return Mapping.default()
+    return Mapping.packaged(name)
 
 
 def describe_mapping(mapping, voice, kind: str) -> tuple[str, list[str]]:

@@ -46,8 +46,8 @@ def test_train_and_eval_targets_come_from_the_registry(command, capsys):
     assert "charrnn" in listed and "dcrnn" in listed
 
 
-@pytest.mark.parametrize("name", ["charrnn", "dcrnn"])
-@pytest.mark.parametrize("spec", ["jevois", "myo", "mouse", "replay:x.jsonl", "demo"])
+@pytest.mark.parametrize("name", ["charrnn", "dcrnn", "seqae"])
+@pytest.mark.parametrize("spec", ["jevois", "myo", "mouse", "osc", "replay:x.jsonl", "demo"])
 def test_every_controller_kind_drives_every_shipped_voice(name, spec):
     voice = open_session_voice(SessionConfig(model=name, device="cpu"), 0)
     kind = controller_kind(spec)
@@ -123,3 +123,15 @@ def test_no_import_cycle_among_the_packages():
     for name in graph:
         if name not in state:
             visit(name, [])
+
+
+def test_a_voice_that_names_no_mapping_plays_with_the_shipped_default():
+    from instrument.voices.registry import VoiceInfo
+
+    class Bare:
+        info = VoiceInfo(name="bare", summary="x", listens=("register",), model_class="X", weights="x.pt")
+        listens = frozenset({"register"})
+        name = "bare"
+
+    mapping = session_mapping(SessionConfig(), Bare(), "camera")
+    assert mapping.source == "default_mapping.toml" and mapping.register is not None
