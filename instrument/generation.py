@@ -166,11 +166,13 @@ class Generation:
             if self.temperature is not None:
                 voice.temperature, self.temperature = self.temperature, None
             performer.tempo = self.tempo
-            started = time.perf_counter()
+            started, on_clock = time.perf_counter(), self.clock.now()
             events = voice.next_events()
             elapsed = time.perf_counter() - started
             self.step_time.add(elapsed)
-            self._step_max = max(elapsed, self._step_max * STEP_MAX_DECAY)  # a recent slow step, for the margin
+            # a recent slow step sets the margin, measured on the engine's clock: a render's fake clock never
+            # moves during a step, so a render stays the same for a seed whatever the machine's speed
+            self._step_max = max(self.clock.now() - on_clock, self._step_max * STEP_MAX_DECAY)
             messages: list[TimedMessage] = []
             for event in events:
                 messages += performer.perform(event, voice.seconds_per_shift)
