@@ -11,6 +11,8 @@ import torch
 
 from models.checkpoint import load_checkpoint
 from models.refine.duration import (
+    FEATURE_SETS,
+    PHRASE_GROUPS,
     STRETCH_RANGE,
     DurationNet,
     DurationNetConfig,
@@ -116,6 +118,53 @@ def test_stretch_factors_lie_in_the_range_and_chords_stay_chords():
     assert np.allclose(np.log(durations), log_g)
 
 
+def _runs(values: np.ndarray) -> list[int]:
+    """Lengths of the runs of equal consecutive values."""
+    cuts = np.flatnonzero(np.diff(values) != 0) + 1
+    return np.diff(np.concatenate([[0], cuts, [len(values)]])).tolist()
+
+
+def test_phrase_stretch_holds_a_tempo_and_a_legato_factor_over_segments_of_onset_groups():
+    table, _ = as_table(piece(4, groups=400))
+    stretched, log_f, log_g = stretch(table, np.random.default_rng(0), kind="phrase")
+    low, high = np.log(STRETCH_RANGE[0]) - 1e-9, np.log(STRETCH_RANGE[1]) + 1e-9
+    assert np.all((log_f >= low) & (log_f <= high)) and np.all((log_g >= low) & (log_g <= high))
+    assert np.array_equal(onset_groups(stretched[:, START]), onset_groups(table[:, START]))
+    groups = onset_groups(table[:, START])
+    first = np.flatnonzero(np.diff(np.concatenate([[-1], groups])))  # each group's first note
+    interval_runs, legato_runs = _runs(log_f[first][:-1]), _runs(log_g[first])  # per group (the last has no interval)
+    for runs in (interval_runs, legato_runs):
+        assert len(runs) > 5 and all(PHRASE_GROUPS[0] <= r <= PHRASE_GROUPS[1] for r in runs[:-1])  # the last may be cut
+    assert interval_runs != legato_runs  # durations have segments of their own
+    note_f = stretch(table, np.random.default_rng(0), kind="note")[1][first][:-1]
+    assert np.mean(np.array(_runs(note_f)) == 1) > 0.9  # per note: a factor of its own
+    with pytest.raises(ValueError, match="phrase"):
+        stretch(table, np.random.default_rng(0), kind="bar")
+
+
+def test_piece_features_see_a_phrase_stretch_but_not_a_uniform_tempo_change():
+    table, _ = as_table(piece(9, groups=300))
+    features = duration_features(table, "piece")
+    assert features.shape == (len(table), FEATURE_SETS["piece"]) and np.isfinite(features).all()
+    assert np.allclose(features[:, :11], duration_features(table))  # the first net's columns come first
+    slower = table.copy()
+    slower[:, START:END + 1] *= 1.15  # the same piece played slower: nothing to restore
+    relative = list(range(11, FEATURE_SETS["piece"]))  # intervals and durations against the piece's own
+    assert np.allclose(duration_features(slower, "piece")[:, relative], features[:, relative], atol=1e-5)
+    stretched = stretch(table, np.random.default_rng(3), kind="phrase")[0]
+    assert not np.allclose(duration_features(stretched, "piece")[:, relative], features[:, relative], atol=1e-2)
+
+
+def test_duration_config_names_its_features_and_stretch_and_an_old_config_keeps_the_first_nets():
+    old = DurationNetConfig(num_features=11, hidden_size=64, mlp_size=64)  # a JSON saved before the fields existed
+    assert (old.features, old.stretch) == ("local", "note")
+    assert DurationNetConfig(num_features=19, features="piece", stretch="phrase").to_dict()["stretch"] == "phrase"
+    with pytest.raises(ValueError, match="num_features"):
+        DurationNetConfig(num_features=11, features="piece")
+    with pytest.raises(ValueError, match="stretch"):
+        DurationNetConfig(stretch="bar")
+
+
 class _Oracle(DurationNet):
     """A Duration Net that predicts the true factors: restoring must give the original timing back."""
 
@@ -127,9 +176,10 @@ class _Oracle(DurationNet):
         return self.answer.double(), None
 
 
-def test_restore_with_the_true_factors_gives_the_original_timing():
+@pytest.mark.parametrize("kind", ["note", "phrase"])
+def test_restore_with_the_true_factors_gives_the_original_timing(kind):
     table, _ = as_table(piece(5))
-    stretched, log_f, log_g = stretch(table, np.random.default_rng(1))
+    stretched, log_f, log_g = stretch(table, np.random.default_rng(1), kind=kind)
     restored = restore_timing(stretched, _Oracle(log_f, log_g))
     assert np.allclose(restored[:, START], table[:, START], atol=1e-6)
     assert np.allclose(restored[:, END], table[:, END], atol=1e-6)
@@ -182,9 +232,11 @@ def test_train_writes_a_checkpoint_and_resumes(tmp_path, net, model_class):
 
     data = write_corpus(tmp_path / "corpus", notes_per_piece=120)
     out = tmp_path / "run"
-    assert run_train(_args(net, data, out)) == 0
+    assert run_train(_args(net, data, out, **({"stretch": "phrase"} if net == "duration" else {}))) == 0
     model, config, meta = load_checkpoint(out / f"{net}.pt", model_class)
     assert config.hidden_size == 8 and meta["training"]["step"] >= 3 and (out / f"{net}_loss.png").exists()
+    if net == "duration":  # the JSON beside the weights says what it learned to undo, and from which features
+        assert (config.stretch, config.features, config.num_features) == ("phrase", "piece", FEATURE_SETS["piece"])
     assert run_train(_args(net, data, out, epochs=3, resume=True)) == 0
     assert torch.load(out / f"{net}.resume.pt", weights_only=True)["step"] == 9
 
@@ -198,9 +250,11 @@ def test_eval_reports_both_nets_against_their_baselines(tmp_path):
     torch.manual_seed(0)
     report = evaluate(corpus, VelocityNet(VelocityNetConfig(hidden_size=8)), DurationNet(DurationNetConfig(hidden_size=8)))
     for key in ("velocity_mae_net", "velocity_mae_constant", "velocity_mae_heuristic", "velocity_rho_net",
-                "velocity_rho_heuristic", "timing_error_ms_before", "timing_error_ms_after", "grid_deviation_ms_restored"):
+                "velocity_rho_heuristic", "timing_error_ms_before", "timing_error_ms_after", "grid_deviation_ms_restored",
+                "phrase_timing_error_ms_before", "phrase_timing_error_ms_after", "phrase_grid_deviation_ms_restored"):
         assert np.isfinite(report[key]), key
-    assert report["timing_error_ms_before"] > 0
+    assert report["timing_error_ms_before"] > 0 and report["phrase_timing_error_ms_before"] > 0
+    assert report["phrase_timing_error_ms_before"] != report["timing_error_ms_before"]  # two different stretches
 
 
 def test_train_usage_errors_are_one_line_model_errors(tmp_path):

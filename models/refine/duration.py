@@ -1,14 +1,22 @@
 """Duration Net: restore notes' timing after random 80-120 % stretches, so generated music sits on its beat.
 
 Following the original Deep Symphony study (../shared/ORIGINAL_STUDY.md): take real pieces,
-stretch every inter-onset interval (between onset groups, so chords stay chords) and every
-note's duration by independent random factors in [0.8, 1.2], and learn to predict each
-factor's log from context. Dividing by the predicted factors restores the timing; applied
-to a generator's notes it pulls onsets and offsets towards the regular, aligned timing of
-real playing. The cues are all relative: an interval against its neighbours' median, a
-note's end against the nearest onsets and the other notes' ends (pedal lifts end many notes
-at once). A bidirectional GRU reads them in onset order, so it needs the notes around a
-note on both sides: offline, or over the engine's lookahead live.
+stretch their inter-onset intervals (between onset groups, so chords stay chords) and their
+notes' durations by random factors in [0.8, 1.2], and learn to predict each factor's log
+from context. Dividing by the predicted factors restores the timing. Two kinds of stretch:
+
+- ``"note"`` (the study's): every interval and every duration gets its own independent
+  factor. Expressive playing deviates from its grid about as much, so context cannot tell
+  much of it apart.
+- ``"phrase"``: the errors a generator makes: a tempo factor held over a segment of 4-32
+  onset groups (a drifting phrase), and, with its own segments, a legato factor that makes
+  every note of a segment too long or too short by the same amount.
+
+The cues are relative: an interval against its neighbours' median and against the whole
+piece's (its tempo and the phase of its note values), a note's end against the nearest
+onsets and the other notes' ends (pedal lifts end many notes at once), the local legato
+against the piece's. A bidirectional GRU reads them in onset order, so it needs the notes
+around a note on both sides: offline, or over the engine's lookahead live.
 """
 from __future__ import annotations
 
@@ -21,32 +29,53 @@ import torch.nn as nn
 
 from models.refine.notes import END, PITCH, START, as_table, from_table, group_stats, onset_groups
 
-NUM_FEATURES = 11  # columns of duration_features
+FEATURE_SETS = {"local": 11, "piece": 19}  # columns of duration_features: "local" (the first net's), "piece" adds piece-relative cues
+NUM_FEATURES = FEATURE_SETS["local"]
 STRETCH_RANGE = (0.8, 1.2)  # the study's stretch factors
+STRETCH_KINDS = ("note", "phrase")  # independent factor per interval/duration, or one per segment of onset groups
+PHRASE_GROUPS = (4, 32)  # a phrase factor holds over this many onset groups (inclusive)
 LOCAL_GROUPS = 8  # groups either side in the local median interval
 MIN_IOI_S = 0.02  # intervals shorter than this are inside a chord: not stretched, not scored
 
 
-def stretch(table: np.ndarray, rng: np.random.Generator, low: float = STRETCH_RANGE[0], high: float = STRETCH_RANGE[1]
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stretch(table: np.ndarray, rng: np.random.Generator, low: float = STRETCH_RANGE[0], high: float = STRETCH_RANGE[1],
+            kind: str = "note") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(stretched table, log interval factor per note, log duration factor per note).
 
-    Each interval from an onset group to the next is multiplied by its own factor (the
-    notes of a group keep their offsets from its first note); each duration by another.
-    A note's interval factor is that of the interval after its group (0 for the last group).
+    Each interval from an onset group to the next is multiplied by a factor (the notes of a
+    group keep their offsets from its first note), each duration by another. "note": every
+    interval and every duration its own factor; "phrase": one interval factor per segment of
+    4-32 groups, and one duration factor per segment of other 4-32 groups. A note's interval
+    factor is that of the interval after its group (0 for the last group).
     """
+    if kind not in STRETCH_KINDS:
+        raise ValueError(f"stretch kind must be one of {', '.join(STRETCH_KINDS)}, got {kind!r}")
     groups = onset_groups(table[:, START])
     onset = group_stats(table, groups)["onset"]  # (G,)
     ioi = np.diff(onset)  # (G-1,)
-    f = np.exp(rng.uniform(np.log(low), np.log(high), size=len(ioi)))
+    log_low, log_high = np.log(low), np.log(high)
+    if kind == "note":  # draw order kept from the first net: a seed gives the same stretch as before
+        log_f = rng.uniform(log_low, log_high, size=len(ioi))
+        log_g = rng.uniform(log_low, log_high, size=len(table))
+    else:
+        log_f = _phrase_factors(len(ioi), rng, log_low, log_high)
+        log_g = _phrase_factors(len(onset), rng, log_low, log_high)[groups]  # a legato factor per segment of groups
+    f = np.exp(log_f)
     f[ioi < MIN_IOI_S] = 1.0
+    g = np.exp(log_g)
     new_onset = onset[0] + np.concatenate([[0.0], np.cumsum(ioi * f)])  # (G,)
-    g = np.exp(rng.uniform(np.log(low), np.log(high), size=len(table)))
     out = table.copy()
     out[:, START] = new_onset[groups] + (table[:, START] - onset[groups])
     out[:, END] = out[:, START] + (table[:, END] - table[:, START]) * g
-    log_f = np.concatenate([np.log(f), [0.0]])[groups]
-    return out, log_f, np.log(g)
+    log_f_note = np.concatenate([np.log(f), [0.0]])[groups]
+    return out, log_f_note, np.log(g)
+
+
+def _phrase_factors(count: int, rng: np.random.Generator, log_low: float, log_high: float) -> np.ndarray:
+    """(count,) log factors, constant over segments of PHRASE_GROUPS[0]..[1] items, uniform in [log_low, log_high]."""
+    lengths = rng.integers(PHRASE_GROUPS[0], PHRASE_GROUPS[1] + 1, size=count // PHRASE_GROUPS[0] + 1)
+    values = rng.uniform(log_low, log_high, size=len(lengths))
+    return np.repeat(values, lengths)[:count]
 
 
 def interval_mask(table: np.ndarray) -> np.ndarray:
@@ -56,11 +85,20 @@ def interval_mask(table: np.ndarray) -> np.ndarray:
     return np.concatenate([np.diff(onset) >= MIN_IOI_S, [False]])[groups]
 
 
-def duration_features(table: np.ndarray) -> np.ndarray:
-    """Per-note features (N, NUM_FEATURES) float32 of a sorted note table; they use the notes on both sides."""
+def intervals_and_durations(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(interval after each note's group (N,), 0 after the last; duration (N,)) of a sorted table."""
+    groups = onset_groups(table[:, START])
+    onset = group_stats(table, groups)["onset"]
+    return np.concatenate([np.diff(onset), [0.0]])[groups], table[:, END] - table[:, START]
+
+
+def duration_features(table: np.ndarray, feature_set: str = "local") -> np.ndarray:
+    """Per-note features (N, FEATURE_SETS[feature_set]) float32 of a sorted note table; they use the notes on both sides."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature set must be one of {', '.join(FEATURE_SETS)}, got {feature_set!r}")
     n = len(table)
     if n == 0:
-        return np.zeros((0, NUM_FEATURES), dtype=np.float32)
+        return np.zeros((0, FEATURE_SETS[feature_set]), dtype=np.float32)
     pitch, start, end = table[:, PITCH], table[:, START], table[:, END]
     groups = onset_groups(start)
     stats = group_stats(table, groups)
@@ -92,7 +130,47 @@ def duration_features(table: np.ndarray) -> np.ndarray:
         (after < MIN_IOI_S)[groups],
         np.log(local[groups]),
     ]
+    if feature_set == "piece":
+        columns += _piece_columns(after, duration, groups)
     return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=1).astype(np.float32)
+
+
+def _piece_columns(after: np.ndarray, duration: np.ndarray, groups: np.ndarray) -> list[np.ndarray]:
+    """8 per-note columns against the whole piece: a phrase's tempo and legato are told from the piece's own.
+
+    after (G,) interval after each group (a stand-in for the last), duration (N,). A phrase
+    stretched by f has its intervals f times the piece's typical ones, and its note values
+    (powers of two of a beat) shifted off their usual phase log2(interval / beat). All 8 are
+    unchanged when the whole piece is played faster or slower: that is not a stretch to undo.
+    """
+    real = np.where(after >= MIN_IOI_S, after, np.nan)  # (G,)
+    real[-1] = np.nan  # the last group's "interval" is a stand-in
+    with np.errstate(all="ignore"), _quiet_nanmedian():
+        beat = float(np.nanmedian(real)) if np.isfinite(real).any() else 0.25
+    near, wide = _local_median(real, LOCAL_GROUPS), _local_median(real, 4 * LOCAL_GROUPS)  # (G,) a phrase-long neighbourhood
+    after = np.concatenate([after[:-1], near[-1:]])  # the last group: its neighbours' typical interval
+    log_duration = np.log(duration)
+    legato = np.bincount(groups, weights=log_duration - np.log(after[groups])) / np.bincount(groups)  # (G,) mean per group
+    group_duration = np.bincount(groups, weights=log_duration) / np.bincount(groups)  # (G,)
+    phase = 2 * np.pi * np.log2(after / beat)
+    return [
+        np.log(after / beat)[groups],
+        np.log(near / beat)[groups],
+        np.log(wide / beat)[groups],
+        np.sin(phase)[groups],
+        np.cos(phase)[groups],
+        (_local_mean(legato, LOCAL_GROUPS) - np.median(legato))[groups],  # the neighbourhood's legato against the piece's
+        (_local_mean(group_duration, LOCAL_GROUPS) - np.median(group_duration))[groups],
+        log_duration - np.median(log_duration),
+    ]
+
+
+def _local_mean(values: np.ndarray, half: int) -> np.ndarray:
+    """Mean of values[i-half .. i+half] (fewer at the ends), (G,)."""
+    total = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(len(values))
+    lo, hi = np.maximum(index - half, 0), np.minimum(index + half + 1, len(values))
+    return (total[hi] - total[lo]) / (hi - lo)
 
 
 def _local_median(values: np.ndarray, half: int) -> np.ndarray:
@@ -125,11 +203,19 @@ class DurationNetConfig:
     num_features: int = NUM_FEATURES  # duration_features columns
     hidden_size: int = 64             # per direction of the bidirectional GRU
     mlp_size: int = 64                # per-note head
+    features: str = "local"           # duration_features set: "local" (11) or "piece" (19)
+    stretch: str = "note"             # what it was trained to undo: "note", "phrase" or "both" (half the copies each)
 
     def __post_init__(self) -> None:
         for name in ("num_features", "hidden_size", "mlp_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.features not in FEATURE_SETS:
+            raise ValueError(f"features must be one of {', '.join(FEATURE_SETS)}, got {self.features!r}")
+        if self.num_features != FEATURE_SETS[self.features]:
+            raise ValueError(f"num_features must be {FEATURE_SETS[self.features]} for features {self.features!r}, got {self.num_features}")
+        if self.stretch not in (*STRETCH_KINDS, "both"):
+            raise ValueError(f"stretch must be one of {', '.join(STRETCH_KINDS)}, both; got {self.stretch!r}")
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
@@ -169,7 +255,7 @@ def restore_timing(table: np.ndarray, model: DurationNet) -> np.ndarray:
     """A sorted note table with each group interval and duration divided by the predicted factors."""
     if len(table) < 2:
         return table.copy()
-    log_factors, _ = model.eval()(torch.from_numpy(duration_features(table)).unsqueeze(0))
+    log_factors, _ = model.eval()(torch.from_numpy(duration_features(table, model.config.features)).unsqueeze(0))
     log_f, log_g = log_factors[0, :, 0].double().numpy(), log_factors[0, :, 1].double().numpy()
     groups = onset_groups(table[:, START])
     onset = group_stats(table, groups)["onset"]  # (G,)

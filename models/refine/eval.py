@@ -5,11 +5,13 @@ and Spearman rho against the real velocities, over all notes and averaged per pi
 beside two baselines fitted on the train split: a constant (the train median) and a
 heuristic (the median velocity of lone notes, of chord tops and of the other chord notes).
 
-Duration Net, on the test split stretched as in training (every inter-onset interval and
-every duration by its own random factor in 80-120 %, fixed seed): the timing error before
-and after restoring (mean absolute error of the intervals and of the durations, ms), and
-each version's onset deviation from its beat grid (intervals against the nearest multiple
-of the local median interval, ms).
+Duration Net, on the test split stretched two ways (fixed seed each): per note (every
+inter-onset interval and every duration by its own random factor in 80-120 %, the study's
+stretch; keys without a prefix, as the first net reported them) and per phrase (a tempo
+factor per segment of 4-32 onset groups, a legato factor per other segment; keys prefixed
+``phrase_``): the timing error before and after restoring (mean absolute error of the
+intervals and of the durations, ms), and each version's onset deviation from its beat grid
+(intervals against the nearest multiple of the local median interval, ms).
 """
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from models.metrics import spearman
-from models.refine.duration import LOCAL_GROUPS, MIN_IOI_S, _local_median, interval_mask, restore_timing, stretch
-from models.refine.notes import END, START, VELOCITY, from_piece_array, group_stats, onset_groups
+from models.refine.duration import (LOCAL_GROUPS, MIN_IOI_S, STRETCH_KINDS, _local_median, interval_mask, intervals_and_durations,
+                                    restore_timing, stretch)
+from models.refine.notes import START, VELOCITY, from_piece_array, group_stats, onset_groups
 from models.refine.velocity import heuristic_velocities, predict_velocities
 
 
@@ -62,13 +65,6 @@ def velocity_report(model, test_tables: list[np.ndarray], baselines: dict[str, f
     return report
 
 
-def _intervals(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(interval after each note's group (N,), duration (N,)) of a sorted table."""
-    groups = onset_groups(table[:, START])
-    onset = group_stats(table, groups)["onset"]
-    return np.concatenate([np.diff(onset), [0.0]])[groups], table[:, END] - table[:, START]
-
-
 def grid_deviation_ms(table: np.ndarray) -> float:
     """Mean distance (ms) of each inter-onset interval from the nearest multiple of its local median interval."""
     groups = onset_groups(table[:, START])
@@ -81,8 +77,10 @@ def grid_deviation_ms(table: np.ndarray) -> float:
     return float((np.abs(ratio - np.round(ratio)) * tatum[real]).mean() * 1000)
 
 
-def duration_report(model, test_tables: list[np.ndarray], seed: int = 1234) -> dict[str, float]:
-    """Timing error (ms) of the stretched test pieces before and after restoring, and grid deviations."""
+def duration_report(model, test_tables: list[np.ndarray], seed: int = 1234, kind: str = "note") -> dict[str, float]:
+    """Timing error (ms) of the test pieces stretched by `kind` before and after restoring, and grid deviations.
+
+    Keys of the "note" stretch carry no prefix (the first net's report); others are prefixed with the kind."""
     rng = np.random.default_rng(seed)
     sums = {"ioi_before": 0.0, "ioi_after": 0.0, "dur_before": 0.0, "dur_after": 0.0}
     counts = {"ioi": 0, "dur": 0}
@@ -91,9 +89,9 @@ def duration_report(model, test_tables: list[np.ndarray], seed: int = 1234) -> d
         if len(table) < 2:
             continue
         scored = interval_mask(table)  # intervals that are not inside a chord
-        stretched, _, _ = stretch(table, rng)
+        stretched, _, _ = stretch(table, rng, kind=kind)
         restored = restore_timing(stretched, model)
-        (ioi, dur), (ioi_s, dur_s), (ioi_r, dur_r) = _intervals(table), _intervals(stretched), _intervals(restored)
+        (ioi, dur), (ioi_s, dur_s), (ioi_r, dur_r) = (intervals_and_durations(t) for t in (table, stretched, restored))
         sums["ioi_before"] += np.abs(ioi_s - ioi)[scored].sum()
         sums["ioi_after"] += np.abs(ioi_r - ioi)[scored].sum()
         sums["dur_before"] += np.abs(dur_s - dur).sum()
@@ -105,18 +103,20 @@ def duration_report(model, test_tables: list[np.ndarray], seed: int = 1234) -> d
     ms = lambda key, count: 1000 * sums[key] / max(counts[count], 1)  # noqa: E731
     before = (sums["ioi_before"] + sums["dur_before"]) / max(counts["ioi"] + counts["dur"], 1) * 1000
     after = (sums["ioi_after"] + sums["dur_after"]) / max(counts["ioi"] + counts["dur"], 1) * 1000
-    return {"duration_scored_intervals": counts["ioi"], "duration_scored_notes": counts["dur"],
-            "interval_error_ms_before": ms("ioi_before", "ioi"), "interval_error_ms_after": ms("ioi_after", "ioi"),
-            "duration_error_ms_before": ms("dur_before", "dur"), "duration_error_ms_after": ms("dur_after", "dur"),
-            "timing_error_ms_before": before, "timing_error_ms_after": after,
-            "timing_error_reduction": 1.0 - after / before if before else float("nan"),
-            "grid_deviation_ms_real": float(np.nanmean(grid["real"])),
-            "grid_deviation_ms_stretched": float(np.nanmean(grid["stretched"])),
-            "grid_deviation_ms_restored": float(np.nanmean(grid["restored"]))}
+    prefix = "" if kind == "note" else f"{kind}_"
+    report = {"duration_scored_intervals": counts["ioi"], "duration_scored_notes": counts["dur"],
+              "interval_error_ms_before": ms("ioi_before", "ioi"), "interval_error_ms_after": ms("ioi_after", "ioi"),
+              "duration_error_ms_before": ms("dur_before", "dur"), "duration_error_ms_after": ms("dur_after", "dur"),
+              "timing_error_ms_before": before, "timing_error_ms_after": after,
+              "timing_error_reduction": 1.0 - after / before if before else float("nan"),
+              "grid_deviation_ms_real": float(np.nanmean(grid["real"])),
+              "grid_deviation_ms_stretched": float(np.nanmean(grid["stretched"])),
+              "grid_deviation_ms_restored": float(np.nanmean(grid["restored"]))}
+    return {(key if key.startswith("duration_scored") else prefix + key): value for key, value in report.items()}
 
 
-def evaluate(corpus, velocity_model=None, duration_model=None) -> dict[str, float]:
-    """All figures of the nets given, as one flat dict."""
+def evaluate(corpus, velocity_model=None, duration_model=None, stretches: tuple[str, ...] = STRETCH_KINDS) -> dict[str, float]:
+    """All figures of the nets given, as one flat dict (the Duration Net's for each stretch kind in `stretches`)."""
     test = [from_piece_array(p.note_array) for p in corpus.split("test")]
     if not test:
         raise ValueError("the corpus has no pieces in the test split")
@@ -125,7 +125,8 @@ def evaluate(corpus, velocity_model=None, duration_model=None) -> dict[str, floa
         train = [from_piece_array(p.note_array) for p in corpus.split("train")]
         report.update(velocity_report(velocity_model, test, fit_baselines(train)))
     if duration_model is not None:
-        report.update(duration_report(duration_model, test))
+        for kind in stretches:
+            report.update(duration_report(duration_model, test, kind=kind))
     return report
 
 
@@ -135,6 +136,8 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--velocity", type=Path, default=None, help="Velocity Net checkpoint (default: the shipped one)")
     parser.add_argument("--duration", type=Path, default=None, help="Duration Net checkpoint (default: the shipped one)")
     parser.add_argument("--only", choices=["velocity", "duration"], default=None, help="evaluate one net only")
+    parser.add_argument("--stretch", choices=["both", *STRETCH_KINDS], default="both",
+                        help="duration: score test pieces stretched per note (the study's), per phrase, or both (default: %(default)s)")
     parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="DIR", help="MIDI folders; the test split is scored")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -157,7 +160,7 @@ def run_eval(args: argparse.Namespace) -> int:
         duration = load_checkpoint(args.duration or shipped_checkpoint("duration"), DurationNet)[0]
     corpus = Corpus.load(args.data, workers=1)
     started = time.perf_counter()
-    report = evaluate(corpus, velocity, duration)
+    report = evaluate(corpus, velocity, duration, STRETCH_KINDS if args.stretch == "both" else (args.stretch,))
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(report))

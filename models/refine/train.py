@@ -2,7 +2,7 @@
 
 One page, nanoGPT style. The corpus's notes are turned into per-note features and targets
 once (velocity: the real velocities; duration: the log factors of ``STRETCHED_COPIES``
-random 80-120 % stretches of every piece). Each step draws random windows of notes and
+random 80-120 % stretches of every piece, per note, per phrase or half of each: ``--stretch``). Each step draws random windows of notes and
 takes one AdamW step on the L1 loss; the learning rate warms up then follows a cosine over
 the budget (steps or minutes). Every epoch it scores the whole validation pieces, keeps
 the best weights as ``NAME.pt`` + ``NAME.json``, plots the curves and writes
@@ -23,11 +23,13 @@ import numpy as np
 import torch
 
 from models.checkpoint import save_checkpoint
-from models.refine.duration import DurationNet, DurationNetConfig, duration_features, interval_mask, stretch
+from models.refine.duration import (FEATURE_SETS, STRETCH_KINDS, DurationNet, DurationNetConfig, duration_features, interval_mask,
+                                    intervals_and_durations, stretch)
 from models.refine.notes import VELOCITY, from_piece_array, random_windows
 from models.refine.velocity import VelocityNet, VelocityNetConfig, velocity_features
 
 STRETCHED_COPIES = 4  # duration: differently stretched copies of each train piece
+MAX_WEIGHT_S = 4.0  # duration, --loss-weight seconds: a held note counts as at most this long
 
 
 @dataclass
@@ -44,8 +46,18 @@ class NoteSet:
         return pick(self.features), pick(self.targets), pick(self.masks)
 
 
-def build_set(net: str, tables: list[np.ndarray], copies: int, seed: int) -> NoteSet:
-    """Features and targets of note tables for `net` ("velocity" or "duration")."""
+def stretch_kinds(stretch_arg: str) -> tuple[str, ...]:
+    """The stretch kinds a --stretch value trains on, in the order copies cycle through them."""
+    return STRETCH_KINDS if stretch_arg == "both" else (stretch_arg,)
+
+
+def build_set(net: str, tables: list[np.ndarray], copies: int, seed: int, kinds: tuple[str, ...] = ("note",),
+              feature_set: str = "local", weight_by_seconds: bool = False) -> NoteSet:
+    """Features and targets of note tables for `net` ("velocity" or "duration"); duration copies cycle through `kinds`.
+
+    Duration targets count 1 each, or with `weight_by_seconds` their real length in seconds (capped at
+    MAX_WEIGHT_S): an error in a log factor costs its length times as many ms, as the eval counts it.
+    """
     features, targets, masks = [], [], []
     rng = np.random.default_rng(seed)
     for table in tables:
@@ -55,9 +67,11 @@ def build_set(net: str, tables: list[np.ndarray], copies: int, seed: int) -> Not
             masks.append(np.ones((len(table), 1), dtype=np.float32))
             continue
         scored = np.stack([interval_mask(table), np.ones(len(table), dtype=bool)], axis=1).astype(np.float32)  # (N, 2)
-        for _ in range(copies):
-            stretched, log_f, log_g = stretch(table, rng)
-            features.append(duration_features(stretched))
+        if weight_by_seconds:
+            scored = scored * np.minimum(np.stack(intervals_and_durations(table), axis=1), MAX_WEIGHT_S).astype(np.float32)
+        for copy in range(copies):
+            stretched, log_f, log_g = stretch(table, rng, kind=kinds[copy % len(kinds)])
+            features.append(duration_features(stretched, feature_set))
             targets.append(np.stack([log_f, log_g], axis=1).astype(np.float32))
             masks.append(scored)
     return NoteSet(features, targets, masks)
@@ -92,9 +106,11 @@ def learning_rate(progress: float, step: int, base_lr: float, warmup: int, min_r
     return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def new_model(net: str, hidden: int) -> torch.nn.Module:
-    """A fresh Velocity or Duration Net of the given width."""
-    return VelocityNet(VelocityNetConfig(hidden_size=hidden)) if net == "velocity" else DurationNet(DurationNetConfig(hidden_size=hidden))
+def new_model(net: str, hidden: int, features: str = "piece", stretch_arg: str = "both") -> torch.nn.Module:
+    """A fresh Velocity or Duration Net of the given width (a Duration Net with its feature set and stretch)."""
+    if net == "velocity":
+        return VelocityNet(VelocityNetConfig(hidden_size=hidden))
+    return DurationNet(DurationNetConfig(hidden_size=hidden, num_features=FEATURE_SETS[features], features=features, stretch=stretch_arg))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -119,13 +135,15 @@ def train(args: argparse.Namespace) -> int:
     valid_tables = [from_piece_array(p.note_array) for p in corpus.split("valid")]
     if not train_tables or not valid_tables:
         raise _usage_error(f"--data needs pieces in both train and valid splits; found {len(train_tables)} train, {len(valid_tables)} valid")
-    train_set = build_set(args.net, train_tables, STRETCHED_COPIES, seed=args.seed)
-    valid_set = build_set(args.net, valid_tables, 1, seed=10_000 + args.seed)
+    kinds = stretch_kinds(args.stretch)
+    by_seconds = args.loss_weight == "seconds"
+    train_set = build_set(args.net, train_tables, STRETCHED_COPIES, args.seed, kinds, args.features, by_seconds)
+    valid_set = build_set(args.net, valid_tables, len(kinds), 10_000 + args.seed, kinds, args.features, by_seconds)
     lengths = np.array([len(f) for f in train_set.features])
     window = int(min(args.window, lengths.max()))
 
     # ---- model, optimizer; then the resume or warm-start state
-    model = new_model(args.net, args.hidden)
+    model = new_model(args.net, args.hidden, args.features, args.stretch)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
     st = {"step": 0, "best": math.inf, "elapsed_s": 0.0, "history": [], "optimizer_start_step": 0}
     if args.resume:
@@ -215,7 +233,7 @@ def warm_start(model: torch.nn.Module, path: str) -> dict:
     try:
         model.load_state_dict(source.state_dict())
     except RuntimeError as err:
-        raise _usage_error(f"--init-from: {path} does not match --hidden") from err
+        raise _usage_error(f"--init-from: {path} does not match --hidden (or --features)") from err
     training = meta.get("training", {})
     step = int(training.get("step", 0))
     return {"step": step, "best": math.inf, "elapsed_s": float(training.get("minutes", 0.0)) * 60,
@@ -230,6 +248,14 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="where NAME.pt/.json (best weights), NAME.resume.pt and NAME_loss.png go")
     parser.add_argument("--name", default=None, help="checkpoint base name (default: the net's name)")
     parser.add_argument("--hidden", type=int, default=None, help="GRU width (default: 96 velocity, 64 duration)")
+    parser.add_argument("--stretch", choices=["note", "phrase", "both"], default="both",
+                        help="duration: the stretches to learn to undo: a factor per interval and duration (the study's), "
+                             "per phrase of 4-32 onset groups, or half of each (default: %(default)s)")
+    parser.add_argument("--features", choices=["local", "piece"], default="piece",
+                        help="duration: the first net's 11 local features, or 19 with cues against the whole piece (default: %(default)s)")
+    parser.add_argument("--loss-weight", choices=["count", "seconds"], default="seconds",
+                        help="duration: every interval and duration counts 1, or its length in seconds, as the eval's ms error "
+                             "counts it (default: %(default)s)")
     parser.add_argument("--window", type=int, default=256, help="notes per training window (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=200, help="maximum epochs (default: %(default)s)")
     parser.add_argument("--steps-per-epoch", type=int, default=200, help="optimizer steps between validations (default: %(default)s)")
