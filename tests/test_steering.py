@@ -1,0 +1,191 @@
+"""Decode-time steering of the Char-RNN: the pure biases, and the voice that plays with them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from instrument.controls import Controls
+from instrument.voices import steering as steer
+from instrument.voices.charrnn import StreamingVoice
+from models.charrnn.model import CharRNN, CharRNNConfig
+from models.events import Event, EventType
+
+
+def tiny_model(seed: int = 0) -> CharRNN:
+    torch.manual_seed(seed)
+    return CharRNN(CharRNNConfig(embed_dim=8, hidden_size=32, num_layers=1, dropout=0.0))
+
+
+def play(voice: StreamingVoice, n: int) -> list[Event]:
+    return [e for _ in range(n) for e in voice.next_events()]
+
+
+def onset_times(events: list[Event]) -> tuple[list[int], float]:
+    """(note-on pitches, seconds played) of an event list."""
+    pitches = [e.value for e in events if e.type == EventType.NOTE_ON]
+    seconds = sum(e.value for e in events if e.type == EventType.TIME_SHIFT) / 100.0
+    return pitches, seconds
+
+
+# ----------------------------------------------------------------------------- the pure biases
+def expected_pitch(note_on_logits: np.ndarray) -> float:
+    weights = np.exp(note_on_logits - note_on_logits.max())
+    return float(weights @ np.arange(128) / weights.sum())
+
+
+def bump(center: float, width: float = 6.0) -> np.ndarray:
+    """(128,) note-on logits of a model that wants pitches around `center`."""
+    return (-0.5 * ((np.arange(128) - center) / width) ** 2).astype(np.float32)
+
+
+def test_register_tilt_moves_the_expected_pitch_to_the_band_and_keeps_the_shape():
+    logits = bump(50.0)
+    tilt = steer.register_tilt(logits, 70.0, 2.0, 8.0)
+    assert expected_pitch(logits + tilt) == pytest.approx(68.0, abs=0.3)  # the band's nearer edge
+    assert np.allclose(np.diff(tilt), tilt[1] - tilt[0])  # a linear tilt: the bump is moved, not cut
+    down = steer.register_tilt(bump(80.0), 60.0, 2.0, 8.0)
+    assert expected_pitch(bump(80.0) + down) == pytest.approx(62.0, abs=0.3)
+
+
+def test_register_tilt_leaves_a_model_inside_the_band_alone_and_is_bounded():
+    assert np.all(steer.register_tilt(bump(69.0), 70.0, 2.0, 8.0) == 0)
+    far = steer.register_tilt(bump(20.0, width=1.0), 100.0, 2.0, 8.0)  # out of reach: the strongest tilt
+    assert (far[12] - far[0]) == pytest.approx(8.0, rel=1e-4)  # 8 nats per octave
+
+
+def test_keep_mass_changes_which_pitch_not_whether_a_note_is_struck():
+    logits = bump(60.0)
+    bias = steer.register_window(80.0, 6.0, 2.0)
+    kept = steer.keep_mass(logits, bias)
+    total = lambda x: np.log(np.exp(x.astype(np.float64)).sum())  # noqa: E731
+    assert total(logits + kept) == pytest.approx(total(logits), abs=1e-4)
+    assert total(logits + bias) < total(logits) - 1.0  # without it, the notes would just go missing
+
+
+def test_register_window_leaves_its_width_alone_and_grows_beyond_it():
+    bias = steer.register_window(60.0, 6.0, 2.0)
+    assert bias.shape == (128,) and not bias.flags.writeable  # cached and shared
+    assert np.all(bias[54:67] == 0)  # |pitch - 60| <= 6
+    assert bias[72] == pytest.approx(-2.0 * 0.25)  # 6 semitones beyond: half an octave squared
+    assert bias[84] == pytest.approx(-2.0 * 1.5 ** 2)  # two octaves away: 18 beyond, 1.5 octaves squared
+    assert np.array_equal(bias[:60][::-1][:40], bias[61:101])  # symmetric about the register
+    assert np.all(np.diff(bias[66:]) < 0)  # farther is always worse
+
+
+def test_clash_bias_penalizes_semitones_from_held_pitch_classes_in_every_octave():
+    held = steer.pitch_class_mask([60, 64])  # C and E held
+    assert held == (1 << 0) | (1 << 4)
+    bias = steer.clash_bias(held, 1.5)
+    clashing = {p for p in range(128) if bias[p] < 0}
+    assert clashing == {p for p in range(128) if p % 12 in (11, 1, 3, 5)}  # B, C#, D#, F
+    assert set(bias[sorted(clashing)].tolist()) == {-1.5}  # a pitch next to both counts once
+    assert np.all(steer.clash_bias(0, 1.5) == 0)
+
+
+def test_onset_rate_follows_a_steady_stream_and_forgets_within_its_window():
+    rate = steer.OnsetRate()
+    for _ in range(200):  # 8 note-ons per second for 25 s
+        rate = steer.rate_after_note_on(rate)
+        rate = steer.rate_after_shift(rate, 0.125, 0.5)
+    assert rate.per_second() == pytest.approx(8.0, rel=0.3)
+    assert steer.density_debt(8.0, rate, 3.0) == pytest.approx(0.0, abs=1.0)  # on target: nothing owed
+    assert steer.density_debt(16.0, rate, 3.0) == pytest.approx(3.0)  # owes 4 notes, clamped to 3
+    silent = steer.rate_after_shift(rate, 2.0, 0.5)  # four windows of silence
+    assert silent.per_second() < 0.2
+    assert steer.density_debt(2.0, silent, 3.0) == pytest.approx(2.0 * 0.5, abs=0.1)  # a window's worth owed
+
+
+def test_early_release_names_only_the_notes_younger_than_the_minimum():
+    open_notes = ((40, 1.5), (60, 0.3), (64, 0.05), (67, 0.0))  # oldest first
+    assert steer.early_release_pitches(open_notes, 0.1) == [67, 64]
+    assert steer.early_release_pitches(open_notes[:2], 0.1) == []
+
+
+def test_config_refuses_negative_strengths():
+    with pytest.raises(ValueError, match="clash_penalty"):
+        steer.SteeringConfig(clash_penalty=-1.0)
+    with pytest.raises(ValueError, match="rate_window_s"):
+        steer.SteeringConfig(rate_window_s=0.0)
+
+
+# ----------------------------------------------------------------------------- the voice, steered
+@pytest.mark.parametrize("register", [50.0, 80.0])
+def test_steered_voice_plays_in_the_requested_register(register):
+    free = StreamingVoice(tiny_model(), seed=3, steering=None)
+    steered = StreamingVoice(tiny_model(), seed=3)
+    for voice in (free, steered):
+        voice.set_controls(Controls(register=register))
+    free_pitches, _ = onset_times(play(free, 1500))
+    pitches, _ = onset_times(play(steered, 1500))
+    assert abs(np.mean(pitches) - register) < 4.0
+    assert abs(np.mean(pitches) - register) < abs(np.mean(free_pitches) - register) / 3
+
+
+def test_steered_voice_plays_denser_when_asked_for_more_notes():
+    rates = {}
+    for density in (2.0, 10.0):
+        voice = StreamingVoice(tiny_model(), seed=5)
+        voice.set_controls(Controls(density=density))
+        pitches, seconds = onset_times(play(voice, 3000))
+        rates[density] = len(pitches) / seconds
+    assert rates[10.0] > 2.0 * rates[2.0]
+
+
+def test_steered_voice_strikes_fewer_semitone_clashes_with_its_open_notes():
+    def clash_share(steering) -> float:
+        voice = StreamingVoice(tiny_model(), seed=7, steering=steering)
+        clashes = ons = 0
+        for _ in range(3000):
+            held = {p % 12 for p, _ in voice._open}
+            event, = voice.next_events()
+            if event.type == EventType.NOTE_ON and held:
+                ons += 1
+                clashes += bool({(event.value + 1) % 12, (event.value - 1) % 12} & held)
+        return clashes / ons
+
+    assert clash_share(steer.DEFAULT_STEERING) < 0.6 * clash_share(None)
+
+
+def test_a_strike_is_still_a_note_on_and_lands_in_the_register():
+    voice = StreamingVoice(tiny_model(), seed=4)
+    voice.set_controls(Controls(register=84.0, density=6.0))
+    pitches = []
+    for _ in range(40):
+        voice.strike()
+        event, = voice.next_events()
+        assert event.type == EventType.NOTE_ON
+        pitches.append(event.value)
+    assert abs(np.mean(pitches) - 84.0) < 6.0
+
+
+def test_restore_replays_a_steered_voice_exactly():
+    voice = StreamingVoice(tiny_model(), seed=9)
+    voice.set_controls(Controls(register=70.0, density=9.0))
+    play(voice, 200)
+    snap, rng = voice.snapshot(), voice._rng.get_state()
+    first = play(voice, 300)
+    voice.set_controls(Controls(register=50.0, density=1.0))  # a gesture that is then rolled back
+    play(voice, 50)
+    voice.restore(snap)
+    voice.set_controls(Controls(register=70.0, density=9.0))
+    voice._rng.set_state(rng)
+    assert play(voice, 300) == first  # the onset-rate estimate is part of the restored state
+
+
+def test_steered_voice_releases_fewer_notes_within_a_tenth_of_a_second():
+    def short_share(penalty: float) -> float:
+        voice = StreamingVoice(tiny_model(), seed=6, steering=steer.SteeringConfig(early_release_penalty=penalty))
+        voice.set_controls(Controls(register=66.0, density=6.0))
+        now, struck, lengths = 0.0, {}, []
+        for event in play(voice, 4000):
+            if event.type == EventType.TIME_SHIFT:
+                now += event.value / 100.0
+            elif event.type == EventType.NOTE_ON:
+                struck[event.value] = now
+            elif event.type == EventType.NOTE_OFF and event.value in struck:
+                lengths.append(now - struck.pop(event.value))
+        return float(np.mean(np.asarray(lengths) < 0.1))
+
+    assert short_share(4.0) < 0.5 * short_share(0.0)
