@@ -1,4 +1,4 @@
-"""`instrument export`: a recorded session -> piano-roll PNG (OpenCV) and WAV (fluidsynth).
+"""`instrument export`: a recorded session -> piano-roll PNG (OpenCV) and WAV (fluidsynth, peak-normalized).
 
 The session is recorded the way `instrument play` records one: the real engine (on a
 fake clock) with the demo controller, its notes through the FileSink to NAME.mid and
@@ -20,9 +20,10 @@ from instrument.clock import FakeClock
 from instrument.engine import Engine, EngineConfig
 from instrument.mapping import Mapping
 from instrument.midi_file import FileSink
+from instrument.ui.loudness import TARGET_PEAK_DBFS, wav_levels
 from instrument.ui.pianoroll import velocity_color
 from instrument.ui.render_png import AXIS_COLORS, render_png
-from instrument.ui.render_wav import wav_rms
+from instrument.ui.render_wav import render_wav, wav_rms
 from models.events import midi_to_notes
 from tests.scripted_voice import ScriptedVoice
 from tests.required import missing
@@ -83,7 +84,10 @@ def test_export_writes_a_png_and_a_non_silent_wav(session, tmp_path, capsys):
     mid, _ = session
     png, wav = tmp_path / "out.png", tmp_path / "out.wav"
     assert main(["export", str(mid), "--png", str(png), "--wav", str(wav)]) == 0
-    assert "with the controls of take.controls.jsonl" in capsys.readouterr().err  # found beside the .mid
+    err = capsys.readouterr().err
+    assert "with the controls of take.controls.jsonl" in err  # found beside the .mid
+    levels = wav_levels(wav)
+    assert f"{wav}: normalized to a -1.0 dBFS peak" in err and f"RMS {levels.rms_dbfs:.1f} dBFS" in err
     assert cv2.imread(str(png)) is not None
     with wave.open(str(wav), "rb") as w:
         seconds = w.getnframes() / w.getframerate()
@@ -91,6 +95,32 @@ def test_export_writes_a_png_and_a_non_silent_wav(session, tmp_path, capsys):
     last_end = max(n.end for n in midi_to_notes(mid))
     assert seconds >= last_end - 0.05
     assert wav_rms(wav) > 0.005  # non-silent: a GM piano at these velocities is far above this
+
+
+def test_export_wavs_are_normalized_to_a_minus_1_dbfs_peak_far_louder_than_fluidsynth_alone(session, tmp_path):
+    if shutil.which("fluidsynth") is None:
+        missing("fluidsynth is not installed (apt install fluidsynth timgm6mb-soundfont)")
+    mid, _ = session
+    raw, wav = tmp_path / "raw.wav", tmp_path / "out.wav"
+    render_wav(mid, raw)  # fluidsynth alone, as export rendered before
+    assert main(["export", str(mid), "--wav", str(wav)]) == 0
+    before, after = wav_levels(raw), wav_levels(wav)
+    assert abs(after.peak_dbfs - TARGET_PEAK_DBFS) < 0.05  # the loudest sample at -1 dBFS: loud, never clipped
+    gain = after.peak_dbfs - before.peak_dbfs
+    assert gain > 6, f"fluidsynth alone peaked at {before.peak_dbfs:.1f} dBFS"
+    assert abs(after.rms_dbfs - (before.rms_dbfs + gain)) < 0.1  # one gain for the whole file: the dynamics kept
+    assert after.rms_dbfs > -30
+
+
+def test_a_bad_soundfont_for_export_is_one_line_and_exit_2(session, tmp_path, capsys):
+    mid, _ = session
+    text = tmp_path / "notes.sf2"
+    text.write_text("not a soundfont")
+    assert main(["export", str(mid), "--wav", str(tmp_path / "a.wav"), "--soundfont", str(tmp_path / "none.sf2")]) == 2
+    assert main(["export", str(mid), "--wav", str(tmp_path / "b.wav"), "--soundfont", str(text)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no such soundfont file" in err[0] and "is not a SoundFont" in err[1]
+    assert not (tmp_path / "a.wav").exists() and not (tmp_path / "b.wav").exists()
 
 
 def test_without_flags_both_renders_go_beside_the_session(session, tmp_path):
