@@ -46,6 +46,7 @@ class LatestFrame:
         self._frame = initial
         self._seq = 0
         self._cond = threading.Condition(threading.Lock())
+        self._wakes: tuple[threading.Event, ...] = ()  # set on every put: a sleeping reader wakes at once
 
     def put(self, frame: ControlFrame) -> None:
         """Publish `frame` (called from the device thread; never blocks for long)."""
@@ -53,6 +54,12 @@ class LatestFrame:
             self._frame = frame
             self._seq += 1
             self._cond.notify_all()
+        for wake in self._wakes:
+            wake.set()
+
+    def wake_on_put(self, event: threading.Event) -> None:
+        """Set `event` whenever a frame is published (the engine's sending loop sleeps on it)."""
+        self._wakes += (event,)
 
     def get(self) -> ControlFrame:
         """The newest frame."""
@@ -106,6 +113,10 @@ class FrameSource:
     def latest(self) -> ControlFrame:
         """The most recent frame; never blocks."""
         return self.frames.get()
+
+    def wake_on_frame(self, event: threading.Event) -> None:
+        """Set `event` on every new frame, so a poller sleeping on it sees a gesture at once, not at its next poll."""
+        self.frames.wake_on_put(event)
 
     def next_frame(self, timeout: float) -> ControlFrame | None:
         """Wait up to `timeout` s for a frame newer than the last one returned here."""

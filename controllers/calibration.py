@@ -1,9 +1,10 @@
 """Calibration profiles: a performer's EMG rest/max and comfortable reach box, as TOML.
 
-Profiles live in the user config directory,
-`$XDG_CONFIG_HOME/deep-symphony/profiles/NAME.toml` (`~/.config/...` by default).
-They are read with the stdlib `tomllib` and written by hand (no TOML writer in the
-stdlib; the format is a few tables of floats). Example:
+Profiles live in the user config directory (platformdirs): on Linux
+`$XDG_CONFIG_HOME/deep-symphony/profiles/NAME.toml` (`~/.config/...` by default), on
+macOS `~/Library/Application Support/deep-symphony/profiles/`, on Windows
+`%LOCALAPPDATA%\\deep-symphony\\profiles\\`. They are read with the stdlib `tomllib` and
+written with `tomli_w` (values kept to 6 significant digits). Example:
 
     [emg]
     rest = [0.02, 0.03, ...]   # 8 mean-absolute-value envelopes at rest
@@ -85,9 +86,10 @@ class Profile:
 
 
 def profiles_dir() -> Path:
-    """The folder holding profiles (honours `$XDG_CONFIG_HOME`)."""
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "deep-symphony" / "profiles"
+    """The folder holding profiles: the platform's user config folder (on Linux `$XDG_CONFIG_HOME`)."""
+    import platformdirs
+
+    return platformdirs.user_config_path("deep-symphony", appauthor=False) / "profiles"
 
 
 def profile_path(name: str) -> Path:
@@ -141,24 +143,22 @@ def load_profile(name_or_path: str | Path) -> Profile:
         raise ProfileError(f"cannot read calibration profile {path}: {err}") from None
 
 
-def _toml_list(values) -> str:
-    return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
+def _figures(values) -> list[float]:
+    return [float(f"{float(v):.6g}") for v in values]  # a calibration is not more precise than that
 
 
 def to_toml(profile: Profile) -> str:
     """The TOML text of a profile."""
-    lines = [f"# Deep Symphony Live calibration profile {profile.name!r}", ""]
+    import tomli_w
+
+    table: dict = {}
     if profile.emg is not None:
-        lines += ["[emg]", f"rest = {_toml_list(profile.emg.rest)}", f"max = {_toml_list(profile.emg.max)}", ""]
+        table["emg"] = {"rest": _figures(profile.emg.rest), "max": _figures(profile.emg.max)}
     if profile.reach is not None:
-        lines += ["[reach]", f"x = {_toml_list(profile.reach.x)}", f"y = {_toml_list(profile.reach.y)}", ""]
+        table["reach"] = {"x": _figures(profile.reach.x), "y": _figures(profile.reach.y)}
     if profile.poses:
-        lines.append("[poses]")
-        for label, samples in profile.poses.items():
-            key = label if re.fullmatch(r"[A-Za-z0-9_-]+", label) else '"' + label.replace('"', "") + '"'
-            lines.append(f"{key} = [" + ", ".join(_toml_list(s) for s in samples) + "]")
-        lines.append("")
-    return "\n".join(lines)
+        table["poses"] = {str(label): [_figures(s) for s in samples] for label, samples in profile.poses.items()}
+    return f"# Deep Symphony Live calibration profile {profile.name!r}\n\n" + tomli_w.dumps(table)
 
 
 def save_profile(profile: Profile, path: Path | None = None) -> Path:

@@ -6,6 +6,9 @@ import math
 from dataclasses import dataclass, field
 
 
+SCALAR_FRAME_AXES = ("x", "y", "size", "roll", "pitch", "yaw")  # the single-number axes, each in [0, 1]
+
+
 @dataclass(frozen=True, slots=True)
 class Unfiltered:
     """The axes of a reading before the 1€ filter (after calibration), for the monitor's raw ticks."""
@@ -21,7 +24,9 @@ class ControlFrame:
     """One normalized reading of a performer, stamped with a monotonic time in seconds.
 
     Camera axes (`x`, `y`, `size`) lie in [0, 1] with y pointing up; `emg` holds 8 values
-    in [0, 1]; `pose` is a discrete gesture label. Axes a device does not have are None.
+    in [0, 1]; `pose` is a discrete gesture label; `roll`, `pitch`, `yaw` are an armband's
+    orientation in [0, 1] (0.5 level, and for yaw the direction it faced at connect).
+    Axes a device does not have are None.
     `present` is False when the hand is lost or the device is gone.
     """
 
@@ -32,12 +37,15 @@ class ControlFrame:
     size: float | None = None
     emg: tuple[float, ...] | None = None
     pose: str | None = None
+    roll: float | None = None
+    pitch: float | None = None
+    yaw: float | None = None
     # What the filter was given; None where nothing is filtered (mouse, replay, --raw).
     # Not part of the reading's identity, nor of the session JSONL.
     unfiltered: Unfiltered | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("x", "y", "size"):
+        for name in SCALAR_FRAME_AXES:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f"ControlFrame.{name} must be in [0, 1], got {value!r}")
@@ -57,6 +65,7 @@ class ControlFrame:
             "size": self.size,
             "emg": list(self.emg) if self.emg is not None else None,
             "pose": self.pose,
+            **{name: value for name in ("roll", "pitch", "yaw") if (value := getattr(self, name)) is not None},
         }
 
     @classmethod
@@ -71,4 +80,7 @@ class ControlFrame:
             size=record.get("size"),
             emg=tuple(float(v) for v in emg) if emg is not None else None,
             pose=record.get("pose"),
+            roll=record.get("roll"),
+            pitch=record.get("pitch"),
+            yaw=record.get("yaw"),
         )

@@ -4,11 +4,13 @@ The session, as the Myo expects it (cf. dzhu/myo-raw):
   1. stop any scan and drop stale connections (the dongle survives our process);
   2. scan until an advertisement carries the Myo service UUID;
   3. `gap_connect_direct`, then wait for `connection_status`;
-  4. write the mode `01 03 03 00 00` to handle 0x19 (raw EMG at 200 Hz, no IMU,
-     no on-board classifier) and never-sleep `09 01 01`;
-  5. enable notifications on the four EMG characteristics (CCCDs 0x2c 0x2f 0x32 0x35);
+  4. write the mode `01 03 03 01 00` to handle 0x19 (raw EMG at 200 Hz, IMU data at
+     50 Hz, no on-board classifier) and never-sleep `09 01 01`;
+  5. enable notifications on the four EMG characteristics (CCCDs 0x2c 0x2f 0x32 0x35)
+     and on the IMU data characteristic (CCCD 0x1d);
   6. stream: each `attclient_attribute_value` (class 4, id 5) on handles 0x2b 0x2e
-     0x31 0x34 holds 2 samples x 8 int8.
+     0x31 0x34 holds 2 samples x 8 int8; on handle 0x1c, the orientation (controllers/imu.py),
+     which every following frame carries as its roll, pitch and yaw axes.
 On close the connection is disconnected. A lost link or an unplugged dongle leads
 back to step 1 (the thread's backoff), without stopping the instrument.
 """
@@ -23,12 +25,13 @@ from controllers.calibration import EmgCalibration
 from controllers.emg import EmgEnvelope, PoseClassifier, decode_emg
 from controllers.filters import EMG_FILTER, FilterBank
 from controllers.frame import ControlFrame, Unfiltered
+from controllers.imu import IMU_CCCD, IMU_VALUE_HANDLE, Orientation
 
 log = logging.getLogger(__name__)
 
 MYO_SERVICE_UUID = bytes.fromhex("4248124a7f2c4847b9de04a9010006d5")  # d5060001-a904-deb9-4748-2c7f4a124842, LE
 MODE_HANDLE = 0x19
-MODE_RAW_EMG = bytes((0x01, 0x03, 0x03, 0x00, 0x00))  # set mode: EMG raw, IMU off, classifier off
+MODE_RAW_EMG = bytes((0x01, 0x03, 0x03, 0x01, 0x00))  # set mode: EMG raw, IMU data, classifier off
 NEVER_SLEEP = bytes((0x09, 0x01, 0x01))  # set sleep mode: never sleep
 EMG_CCCDS = (0x2C, 0x2F, 0x32, 0x35)
 EMG_VALUE_HANDLES = frozenset(h - 1 for h in EMG_CCCDS)  # 0x2b 0x2e 0x31 0x34
@@ -71,10 +74,11 @@ class MyoController(ThreadedController):
         self.raw = raw
         self.reply_timeout_s = reply_timeout_s
         self.envelope = EmgEnvelope()
+        self.orientation = Orientation()
         self._filter = FilterBank(8, EMG_FILTER)
         for name in ("connected", "reconnects", "notifications", "samples", "gaps", "link_losses",
                      "no_answer", "thread_errors", "packets", "garbage_bytes", "unknown_class",
-                     "bad_length", "truncated"):
+                     "bad_length", "truncated", "imu_notifications", "imu_bad"):
             self.counters.set(name, 0)
         self._framer = bgapi.BgapiFramer()
         self._port = None
@@ -135,6 +139,7 @@ class MyoController(ThreadedController):
         self._connection = status.payload[0]
         self._write(MODE_HANDLE, MODE_RAW_EMG)
         self._write(MODE_HANDLE, NEVER_SLEEP)
+        self._write(IMU_CCCD, ENABLE_NOTIFY)  # before the EMG: once EMG streams, the setup is complete
         for cccd in EMG_CCCDS:
             self._write(cccd, ENABLE_NOTIFY)
         if self._ever_streamed:
@@ -142,6 +147,7 @@ class MyoController(ThreadedController):
         self._ever_streamed = True
         self.counters.set("connected", 1)
         self.envelope.reset()
+        self.orientation.reset()
         self._filter.reset()
         if self.poses is not None:
             self.poses.reset()
@@ -209,6 +215,8 @@ class MyoController(ThreadedController):
             value = bgapi.parse_attribute_value(packet.payload)
             if value.handle in EMG_VALUE_HANDLES and len(value.value) == 16:
                 self._on_emg(value.value, now)
+            elif value.handle == IMU_VALUE_HANDLE:
+                self.counters.inc("imu_notifications" if self.orientation.push(value.value) else "imu_bad")
         elif (packet.cls, packet.cmd) == (3, 4) and packet.payload[0] == self._connection:
             self._connection = None
             raise LinkLost()
@@ -221,13 +229,15 @@ class MyoController(ThreadedController):
         self._last_notification_t = now
         self.envelope.push(decode_emg(value))
         env = self.envelope.value()
+        roll, pitch, yaw = self.orientation.axes or (None, None, None)  # the latest IMU reading, if any yet
         if self.raw:
-            self.frames.put(ControlFrame(t=now, present=True, emg=env))
+            self.frames.put(ControlFrame(t=now, present=True, emg=env, roll=roll, pitch=pitch, yaw=yaw))
             return
         calibrated = self.calibration.apply(env)
         emg = self._filter(calibrated, now)
         pose = self.poses(emg) if self.poses is not None else None
-        self.frames.put(ControlFrame(t=now, present=True, emg=emg, pose=pose, unfiltered=Unfiltered(emg=tuple(calibrated))))
+        self.frames.put(ControlFrame(t=now, present=True, emg=emg, pose=pose, roll=roll, pitch=pitch, yaw=yaw,
+                                     unfiltered=Unfiltered(emg=tuple(calibrated))))
 
     def _lost(self) -> None:
         self.counters.set("connected", 0)

@@ -206,7 +206,8 @@ class ReplayController(_ClockedSource):
         if i < 0:
             return ControlFrame(t=now, present=False)
         rec = self.recorded[i]
-        return ControlFrame(self.t0 + rec.t, rec.present, rec.x, rec.y, rec.size, rec.emg, rec.pose)
+        return ControlFrame(self.t0 + rec.t, rec.present, rec.x, rec.y, rec.size, rec.emg, rec.pose,
+                            rec.roll, rec.pitch, rec.yaw)
 
     def _due(self, cursor: int) -> float | None:
         return self.t0 + self._times[cursor] if cursor < len(self._times) else None

@@ -15,6 +15,7 @@ import time
 import cv2
 import numpy as np
 
+from controllers import quiet_opencv
 from controllers.base import Clock, ThreadedController
 from controllers.errors import ControllerUnavailable
 from controllers.filters import CameraConditioner
@@ -73,6 +74,7 @@ class WebcamController(ThreadedController):
         self.last_image: np.ndarray | None = None  # latest BGR frame, for the monitor window
         for name in ("connected", "reconnects", "frames", "read_failures", "thread_errors"):
             self.counters.set(name, 0)
+        quiet_opencv()  # a missing camera is our one line, not OpenCV's "[ WARN:0@0.01] ... [ERROR:0@0.01] ..."
         self._capture = self._open()
         if self._capture is None:
             raise ControllerUnavailable(f"no camera at webcam:{source}: OpenCV could not open it; "

@@ -14,7 +14,14 @@ The shipped knobs:
     theme:         a stored theme name chosen by pose.
     velocity:      loudness 1..127 (a multiplier of the voice's own dynamics, centred on 80).
     transpose:     semitones added to every note.
+    temperature:   the voice's sampling temperature.
+    key:           the key name the `key_histogram` was made from (for the .mid's key signature).
+    tempo:         bpm (the engine plays it; voices do not listen to it).
+    cc<N>:         a MIDI CC value 0..127 the engine sends out on CC N (for DAW automation).
     present:       False while the hand is lost (the mapping has applied hold/glide already).
+
+velocity, transpose and temperature reach every voice through instrument/voice_shaping.py;
+a voice that handles one itself (the DCRNN's transpose) lists it in `listens`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The engine: the instrument's sending loop.
 
-Every tick (on the caller's thread):
+Every tick (on the caller's thread; a controller with a device thread also wakes it when a
+frame arrives, so a gesture does not wait for the next poll):
   1. poll the controller's latest frame, map it to Controls and hand them to the
      generation (`Generation.steer`), which may ask for a rollback;
   2. (inline mode only) let the generation fill the future;
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 
 from controllers.frame import ControlFrame
 from instrument.clock import make_realtime
+from instrument.control_out import ControlOutputs
 from instrument.controls import Controls
 from instrument.generation import Generation
 from instrument.ledger import NoteLedger
@@ -35,6 +37,7 @@ from instrument.scheduler import Scheduler, TimedMessage
 from instrument.stats import Samples
 
 RT_PRIORITY = 8  # SCHED_FIFO priority of the sending thread (JACK's own runs at 10)
+ANSWER_WAIT_S = 0.002  # the generation pauses this long at most while the sender sends a gesture's first note
 START_OFFSET_S = 0.05  # a threaded engine's music starts this long after its clock: the first fill takes time
 
 
@@ -100,8 +103,10 @@ class Engine:
         self._wake_sender, self._wake_gen = threading.Event(), threading.Event()
         self._sender_wake_at = 0.0
         listens = listens if listens is not None else getattr(voice, "listens", None)  # None: every knob counts
+        self._answer_sent = threading.Event()  # the pending gesture's first note has left (set by the sender)
         self.generation = Generation(voice, listens, config, clock, self.scheduler, self.ledger, self._lock,
-                                     grid=grid, on_pushed=self._pushed, on_event=self.on_event)
+                                     grid=grid, on_pushed=self._pushed, on_event=self.on_event,
+                                     on_answer_pushed=self._await_answer_sent if config.threaded else lambda: None)
         self.generation.refiners = list(refiners)
         self.t0 = 0.0
         self.error: BaseException | None = None
@@ -120,6 +125,8 @@ class Engine:
         self._stats_cache: tuple[float, dict] = (-1.0, {})
         self._silenced = False
         self._clock_leads = False  # a followed MIDI clock sets the tempo (until it stops)
+        # CC out, and tempo/key changes into the recording and the log (instrument/control_out.py)
+        self.outputs = ControlOutputs(getattr(mapping, "cc_out", {}), config.channel, self.sinks, self.on_event)
         self.stuck_at_stop = self.ended_by_stop = 0
         self.realtime = False
 
@@ -134,6 +141,9 @@ class Engine:
         self.on_event("start", t0_monotonic=self.t0, model=self.voice.name, device=self.voice.device)
         self.realtime = self.config.realtime and make_realtime(RT_PRIORITY)
         if self.config.threaded:
+            wake_on_frame = getattr(self.controller, "wake_on_frame", None)
+            if wake_on_frame is not None:  # a device thread's new frame wakes the loop: no wait for the next poll
+                wake_on_frame(self._wake_sender)
             self._thread = threading.Thread(target=self._generate, name="generator", daemon=True)
             self._thread.start()
 
@@ -231,6 +241,10 @@ class Engine:
         self.clock.wait(self._wake_sender, self.t0 + wake)
         self._wake_sender.clear()
 
+    def _await_answer_sent(self) -> None:
+        """(Generation thread) a gesture's first note is due: wait until the sender has sent it, at most 2 ms."""
+        self._answer_sent.wait(ANSWER_WAIT_S)
+
     def _pushed(self, first_deadline: float) -> None:
         """The generation pushed messages: wake the sender if the first is due before it planned to wake."""
         if first_deadline < self._sender_wake_at:
@@ -247,6 +261,7 @@ class Engine:
         controls = self.mapping.map(frame)
         self._stage_map_s = self.clock.now() - polled  # gesture stage timing
         self._controls = controls
+        self._control_outputs(controls, now)
         if frame.t - self._recorded_t >= self.config.record_frame_s or frame.present != self._recorded_present:
             self._recorded_t, self._recorded_present = frame.t, frame.present  # a hand lost/found is never thinned out
             self._frames_to_record.append(frame)
@@ -255,6 +270,7 @@ class Engine:
     def _steer(self, controls: Controls, gesture_t: float) -> None:
         epoch = self.generation.steer(controls, gesture_t)
         if epoch is not None:
+            self._answer_sent.clear()
             self._pending_gesture = (epoch, gesture_t)
             self.generation.stages.gesture(epoch, self.t0 + gesture_t, self._stage_poll_at, self._stage_map_s)
             self._wake_gen.set()
@@ -282,6 +298,7 @@ class Engine:
         if pending is not None and message.type == "note_on" and item.epoch == pending[0]:
             self.latency.add(t - pending[1] - item.music_wait)
             self._pending_gesture = None
+            self._answer_sent.set()
             self.generation.stages.sent(pending[0], self.clock.now(), self.t0 + self._stage_due_at, self.t0 + t,
                                         self.sent - 1)  # gesture stage timing
 
@@ -297,6 +314,7 @@ class Engine:
 
     def _maintain(self, now: float) -> None:
         self._last_maintain = now
+        self._flush_outputs(now)
         for sink in self.sinks:
             sink.maintain(now)
         self._flush_frames()
@@ -311,20 +329,60 @@ class Engine:
             frames, self._frames_to_record = self._frames_to_record, []
             self.on_frames(frames)
 
-    def _midi_in(self, actions: list[tuple[str, float]]) -> None:
+    def _midi_in(self, actions: list[tuple[str, object]]) -> None:
+        pinned = False
         for action, value in actions:
             if action == "temperature":
                 self.generation.temperature = value  # hand-off: applied before the next model step
             elif action == "tempo":
-                self._follow_tempo(value)
+                if "tempo" in self.mapping.targets():
+                    self.mapping.override("tempo", value)  # the knob holds over the mapped axis from now on
+                self._follow_tempo(value, "midi_in")
             elif action == "panic":
                 self.panic()
+            else:  # any other mapping target: the knob holds it from now on (instrument/midi_in.py)
+                self.mapping.override(action, value)
+                pinned = True
+        if pinned and self._frame is not None:  # knobs moved together are one gesture: one steer
+            now = self.clock.now() - self.t0
+            self._controls = self.mapping.map(self._frame)
+            self._control_outputs(self._controls, now, source="midi_in")
+            self._steer(self._controls, now)
 
-    def _follow_tempo(self, bpm: float | None) -> None:
+    # --- control outputs: CC out, tempo and key changes recorded ------------------------------- begin
+    def _control_outputs(self, controls: Controls, now: float, source: str = "mapping") -> None:
+        outputs = self.outputs
+        if outputs.ccs:
+            messages = outputs.cc(controls, now)
+            if messages:
+                self._send_cc(messages, now)
+        bpm = controls.get("tempo")
+        if bpm is not None and not self._clock_leads:
+            self._follow_tempo(bpm, source)
+        key = controls.get("key")
+        if key is not None:
+            outputs.key(key, now, source)
+
+    def _send_cc(self, messages, now: float) -> None:
+        """CCs out through the timed path (scheduler -> ledger -> sinks), due now: sent this tick."""
+        with self._lock:
+            for message in messages:
+                self.scheduler.push(TimedMessage(now, message, self.generation.epoch))
+
+    def _flush_outputs(self, now: float) -> None:
+        messages = self.outputs.flush_cc(now)
+        if messages:
+            self._send_cc(messages, now)
+            self._send_due()
+        self.outputs.flush(now)
+    # --- control outputs ------------------------------------------------------------------------ end
+
+    def _follow_tempo(self, bpm: float | None, source: str = "clock") -> None:
         if bpm and abs(bpm - self.generation.tempo) > 0.5:
             self.generation.tempo = bpm  # hand-off: the performer reads it before the next model step
             if self.midi_clock is not None:
                 self.midi_clock.set_tempo(bpm)
+            self.outputs.tempo(bpm, self.clock.now() - self.t0, source)  # into the .mid and the log
 
     def panic(self) -> None:
         """Silence now and regenerate from the playhead (MIDI-in panic button)."""

@@ -15,12 +15,14 @@ the new future continues them (see `Performer.resume`). A move past
 `strike_threshold` also *strikes*: the voice's next event is drawn from its own
 distribution restricted to note-ons, so the gesture is heard after one model step.
 
-No note is made for a moment already past: a regenerated future starts a margin after
-the playhead (2 ms, more when a restart or a model step has recently taken longer here,
-at most 5 ms). The opening of a new future (its first 30 ms, e.g. the notes of a chord,
-a model step apart) leaves as it is made, at most 15 ms after the time the model placed
-it (counted in `opening_delayed`); anything else pushed after its deadline is `late`, a
-fault whose cause goes to the session log.
+No note is made for a moment already past. A strike's future starts at the playhead:
+its first note leaves the moment the model has made it (one model step after the
+gesture was polled). Any other regenerated future starts a margin after the playhead
+(2 ms, more when a restart or a model step has recently taken longer here, at most
+5 ms), so the rhythm it resumes keeps its exact times. The opening of a new future (its
+first 30 ms, e.g. the notes of a chord, a model step apart) leaves as it is made, at
+most 15 ms after the time the model placed it (counted in `opening_delayed`); anything
+else pushed after its deadline is `late`, a fault whose cause goes to the session log.
 
 Threads. The sending thread calls `steer()` and reads `epoch`; everything else runs on
 the generation thread. Hand-offs: `controls`, `tempo` and `temperature` are immutable
@@ -76,10 +78,11 @@ class Generation:
     def __init__(self, voice, listens: frozenset[str] | None, config, clock, scheduler: Scheduler, ledger: NoteLedger,
                  lock: threading.Lock, *, grid: bool = False,
                  on_pushed: Callable[[float], None] = lambda first_deadline: None,
+                 on_answer_pushed: Callable[[], None] = lambda: None,
                  on_event: Callable[..., None] = lambda kind, **fields: None) -> None:
         self.voice, self.listens, self.config, self.clock = voice, listens, config, clock
         self.scheduler, self.ledger, self.lock = scheduler, ledger, lock
-        self.on_pushed, self.on_event = on_pushed, on_event
+        self.on_pushed, self.on_answer_pushed, self.on_event = on_pushed, on_answer_pushed, on_event
         self.refiners: list = []  # between the performer and the scheduler (instrument/refiners.py)
         self.performer = Performer(config.channel, config.max_note_s, tempo=config.tempo, grid=grid)
         self.t0 = 0.0
@@ -178,9 +181,11 @@ class Generation:
                 messages += performer.perform(event, voice.seconds_per_shift)
             for refiner in self.refiners:  # e.g. the Velocity Net: note-on velocities from their context
                 refiner.apply(messages)
-            if self._stage_epoch:  # gesture stage timing: model steps until the rollback's first note-on
-                self._stage_step(elapsed, messages)
-            self._push(messages, Checkpoint(performer.cursor, voice.snapshot(), performer.snapshot()))
+            pushed_at = self._push(messages, Checkpoint(performer.cursor, voice.snapshot(), performer.snapshot()))
+            if self._stage_epoch and self._stage_step(elapsed, messages, pushed_at):
+                # a gesture's first note is due now: let the sending thread take the GIL and send it before the
+                # next model steps (at most 2 ms), instead of competing with them for it
+                self.on_answer_pushed()
         self._in_underrun = False
         checkpoints = self._checkpoints
         while len(checkpoints) > 1 and checkpoints[1].cursor <= now:
@@ -193,7 +198,8 @@ class Generation:
         stages.put(epoch, S_RESTORED, self.clock.now())
         self._stage_epoch, self._stage_steps, self._stage_step_s = epoch, 0, 0.0
 
-    def _stage_step(self, elapsed: float, messages: list[TimedMessage]) -> None:
+    def _stage_step(self, elapsed: float, messages: list[TimedMessage], pushed_at: float) -> bool:
+        """Record the steps until the rollback's first note-on; True once it is pushed and due at once."""
         self._stage_steps += 1
         self._stage_step_s += elapsed
         epoch = self._stage_epoch
@@ -203,15 +209,17 @@ class Generation:
                 stages = self.stages
                 stages.put(epoch, S_STEPS, self._stage_steps)
                 stages.put(epoch, S_STEP_S, self._stage_step_s)
-                stages.put(epoch, S_PUSHED, self.clock.now())
+                stages.put(epoch, S_PUSHED, self.t0 + pushed_at)
                 stages.put(epoch, S_DEADLINE, self.t0 + item.deadline)
                 stages.put(epoch, S_MUSIC_WAIT, item.music_wait)
                 stages.put(epoch, S_PITCH, message.note)
                 self._stage_epoch = 0
-                return
+                return item.deadline <= pushed_at
+        return False
     # --- gesture stage timing -------------------------------------------------------------------- end
 
-    def _push(self, messages: list[TimedMessage], checkpoint: Checkpoint) -> None:
+    def _push(self, messages: list[TimedMessage], checkpoint: Checkpoint) -> float:
+        """Schedule one step's messages (the opening rule, lateness) and its checkpoint; returns the push time."""
         gen_now = self.clock.now() - self.t0
         late = 0
         restart = self.performer.floor
@@ -238,6 +246,7 @@ class Generation:
                 self._restart_cost = max(cost, self._restart_cost * RESTART_COST_DECAY)
             self._first_after_rollback = False
             self.on_pushed(messages[0].deadline)
+        return gen_now
 
     def _count_late(self, late: int, now: float) -> None:
         """Lateness is a fault with a cause: say which in the session log (at most once a second)."""
@@ -270,10 +279,13 @@ class Generation:
                 message = item.message
                 if message.type in ("note_off", "note_on") and message.note in sounding:
                     planned_end.setdefault(message.note, item.deadline)
-            # a restart costs a restore and a model step (~1-2 ms, more on a busy machine): the new future
-            # starts that far after the playhead, so its first note is not made for a moment already past
-            margin = self._margin = min(MAX_MARGIN_S, max(self.config.restart_margin_s, 1.25 * self._restart_cost,
-                                                          RESTORE_S + 1.5 * self._step_max))
+            # A strike is answered at once: its future starts at the playhead, and its first note leaves the
+            # moment the model has made it (the opening rule in `_push`). Any other restart costs a restore and
+            # a model step (~1-2 ms, more on a busy machine): its future starts that far after the playhead, so
+            # the rhythm it resumes keeps its exact times and nothing is made for a moment already past.
+            strikes = request.strike and hasattr(self.voice, "strike")
+            margin = self._margin = 0.0 if strikes and not self.performer.grid else min(
+                MAX_MARGIN_S, max(self.config.restart_margin_s, 1.25 * self._restart_cost, RESTORE_S + 1.5 * self._step_max))
             self.performer.resume(checkpoint.performer_state, now, sounding, planned_end, margin)
             self.performer.begin_epoch(request.epoch, now + margin)
             self.scheduler.extend(self.performer.end_due())  # ends already due: with the restart, not a step later
@@ -283,7 +295,7 @@ class Generation:
             refiner.rollback(self.performer.floor)
         self.voice.set_controls(request.controls)
         self._voice_controls = request.controls
-        if request.strike and hasattr(self.voice, "strike"):
+        if strikes:
             # how far into the restored state's time the new future starts, at the voice's reference tempo
             # (a grid voice strikes on the first grid step from there; a streaming voice at once)
             into = max(0.0, self.performer.floor - checkpoint.cursor) * self.performer.tempo / REFERENCE_TEMPO

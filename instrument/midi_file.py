@@ -31,6 +31,8 @@ class FileSink:
                  on_error: Callable[[Path, OSError], None] | None = None) -> None:
         self.path = Path(path)
         self.ticks_per_second = ticks_per_beat * tempo_bpm / 60.0
+        self.ticks_per_beat = ticks_per_beat
+        self._base_t, self._base_tick = 0.0, 0  # ticks count from here at ticks_per_second (a tempo change moves it)
         self.flush_s = flush_s
         self.on_error = on_error
         self._pending = bytearray()
@@ -60,10 +62,22 @@ class FileSink:
         """Append one message at session time `t` (buffered until the next flush)."""
         if self._closed or self._stop_requested or message.type in ("clock", "start", "stop", "continue"):
             return
-        tick = max(self._last_tick, round(t * self.ticks_per_second))
+        tick = max(self._last_tick, self._base_tick + round((t - self._base_t) * self.ticks_per_second))
         _write_varlen(self._pending, tick - self._last_tick)
         self._pending += bytes(message.bytes())
         self._last_tick = tick
+
+    def meta(self, message: mido.MetaMessage, t: float) -> None:
+        """Append a meta event (tempo, key signature) at session time `t`; a tempo change rescales later ticks.
+
+        Times stay the real send times: from `t` on, a beat lasts as long as the new tempo says.
+        """
+        if self._closed or self._stop_requested:
+            return
+        self.send(message, t)
+        if message.type == "set_tempo":
+            self._base_t, self._base_tick = t, self._last_tick
+            self.ticks_per_second = self.ticks_per_beat * 1e6 / message.tempo
 
     def maintain(self, now: float) -> None:
         """Flush if the last flush is older than flush_s."""

@@ -62,6 +62,7 @@ class MidiSink:
         self._jack_name: str | None = None  # our virtual port's full name, as JACK lists it
         self._lock = threading.Lock()
         self._unchecked = 0
+        self._programs: dict[int, list[int]] = {}  # channel -> the last program change's bytes
         self._lost_pending = False  # the server was dropped and not yet reported
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -92,6 +93,8 @@ class MidiSink:
 
     def send(self, message: mido.Message, t: float) -> None:
         """Send one message now (dropped while no MIDI system is there; the engine's ledger still tracks it)."""
+        if message.type == "program_change":  # the instrument's sound: sent again to a port that comes back
+            self._programs[message.channel] = message.bytes()
         with self._lock:
             out = self._out
             if out is None:
@@ -223,6 +226,7 @@ class MidiSink:
         if self.api == "jack" and not jack_server_running():
             return
         if self._open() and not self._stop.is_set():
+            self._resend_programs()
             self._report("midi_restored", f"MIDI is back: {self.status}")
 
     def _reconnect(self, client: rtmidi.MidiOut) -> None:
@@ -236,7 +240,16 @@ class MidiSink:
             self._out, self._waiting, self._destination, self._unchecked = client, None, destination, 0
         self._set_status()
         if not self._stop.is_set():
+            self._resend_programs()
             self._report("midi_restored", f"MIDI is back: {self.status}")
+
+    def _resend_programs(self) -> None:
+        """A port that comes back gets the program changes it missed (`--program`), before any note."""
+        with self._lock:
+            out = self._out
+            if out is not None:
+                for data in list(self._programs.values()):
+                    out.send_message(data)
 
     def _report(self, kind: str, message: str) -> None:
         self.status = message

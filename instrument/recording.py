@@ -1,7 +1,9 @@
 """A session's files: where they go, claimed together and exclusively, and the session log.
 
 Sessions go to `$XDG_DATA_HOME/deep-symphony/sessions/` (default
-`~/.local/share/deep-symphony/sessions/`) unless `--record PATH` says otherwise.
+`~/.local/share/deep-symphony/sessions/`; macOS `~/Library/Application Support/deep-symphony/
+sessions/`, Windows `%LOCALAPPDATA%\\deep-symphony\\sessions\\`, from platformdirs) unless
+`--record PATH` says otherwise.
 The three files (NAME.mid, NAME.controls.jsonl, NAME.log.jsonl) are created together and
 exclusively: a session never writes into another's files (twins started in one second get
 NAME-2, NAME-3, ...; an explicit `--record NAME.mid` that exists is refused).
@@ -19,9 +21,10 @@ from pathlib import Path
 
 
 def sessions_dir() -> Path:
-    """Where sessions are recorded by default."""
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "deep-symphony" / "sessions"
+    """Where sessions are recorded by default: the platform's user data folder (on Linux `$XDG_DATA_HOME`)."""
+    import platformdirs
+
+    return platformdirs.user_data_path("deep-symphony", appauthor=False) / "sessions"
 
 
 def session_paths(record: str | None, now: dt.datetime | None = None) -> dict[str, Path]:

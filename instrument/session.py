@@ -17,6 +17,7 @@ disk) stops the recording, never the music.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import sys
 import threading
@@ -30,6 +31,7 @@ from instrument.midi_out import MidiSink
 from instrument.midi_file import FileSink
 from instrument.midi_systems import DEFAULT_PORT_NAME, MIDI_API_CHOICES
 from instrument.recording import SessionLog, claim_session_paths, record_problem, session_paths
+from instrument.voice_shaping import SHAPED_CONTROLS, shape_voice
 from controllers import controller_kind
 
 
@@ -63,6 +65,9 @@ class SessionConfig:
     channel: int = 1  # MIDI channel, 1..16
     realtime: bool = True  # SCHED_FIFO for the engine threads where permitted
     refine: tuple[str, ...] = ()  # live refiners behind the voice: "velocity" (instrument/refiners.py)
+    synth: bool = False  # --synth: also sound through the built-in FluidSynth (instrument/synth.py)
+    soundfont: str | None = None  # --soundfont FILE for the synth (implies --synth); None: the packaged GM one
+    program: int | None = None  # --program N: GM program 1..128, sent at start to every sink (port, synth, .mid)
 
     def validate(self) -> None:
         """Raise UsageError (one line, what is accepted) for any impossible value."""
@@ -85,6 +90,13 @@ class SessionConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+        if self.program is not None and not 1 <= self.program <= 128:
+            raise UsageError(f"--program must be a General MIDI program 1..128 (1 = Acoustic Grand Piano), "
+                             f"got {self.program}")
+        if self.soundfont is not None:  # missing or not a soundfont: one line, exit 2, before anything starts
+            from instrument.soundfont import check_soundfont
+
+            check_soundfont(self.soundfont)
         if self.key is not None:
             from models.keys import parse_key
 
@@ -114,16 +126,17 @@ def open_session_voice(config: SessionConfig, seed: int):
     options = VoiceOptions(checkpoint=checkpoint, device=config.device, seed=seed, temperature=config.temperature,
                            top_p=config.top_p, key=config.key, scale_lock=config.scale_lock, int8=config.quantize)
     try:
-        return open_voice(voice_name, options)
+        voice = open_voice(voice_name, options)
     except (CheckpointError, ModelError, ValueError, OSError) as err:
         raise UsageError(f"--model {name}: {err}") from None
+    return shape_voice(voice)  # velocity, transpose and temperature for every voice (instrument/voice_shaping.py)
 
 
 # Which frame axes each kind of controller sends (replay: whatever was recorded, so anything).
 KIND_AXES = {
     "camera": {"x", "y", "size", "pose"},
     "xy": {"x", "y", "size"},
-    "emg": {f"emg{i}" for i in range(8)} | {"emg", "emg_balance", "pose"},
+    "emg": {f"emg{i}" for i in range(8)} | {"emg", "emg_balance", "pose", "roll", "pitch", "yaw"},
 }
 
 
@@ -141,21 +154,24 @@ def session_mapping(config: SessionConfig, voice, kind: str):
 
 def describe_mapping(mapping, voice, kind: str) -> tuple[str, list[str]]:
     """(what each axis drives, warnings): the start line's second half, and what does nothing."""
-    sources = {name: axis_map.axis for name, axis_map in mapping.scalars.items()}
-    if mapping.noise is not None:
-        sources["noise_slots"] = "emg"
-    if mapping.poses is not None:
-        sources["theme"] = "pose"
-    listens = voice.listens
+    from instrument.mapping import CC_PREFIX, ENGINE_TARGETS
+
+    axes = {name: axis_map.axes for name, axis_map in mapping.scalars.items()}  # several where sources are weighted
+    if mapping.key is not None:
+        axes["key_histogram"] = mapping.key.position.axes
+    listens = frozenset(voice.listens) | SHAPED_CONTROLS  # every voice plays these (build_engine shapes it)
     live, warnings = [], []
     sent = KIND_AXES.get(kind)
-    for target, axis in sources.items():
-        if target not in listens:
-            warnings.append(f"{axis} -> {target} does nothing: {voice.name} does not listen to {target}")
-        elif sent is not None and axis not in sent and not (axis == "emg" and target == "noise_slots" and "emg0" in sent):
-            warnings.append(f"{axis} -> {target} does nothing: a {kind} controller sends no {axis}")
+    for target, axis in mapping.sources().items():
+        missing = [a for a in axes.get(target, (axis,)) if sent is not None and a not in sent
+                   and not (a == "emg" and target == "noise_slots" and "emg0" in sent)]
+        shown = "key" if target == "key_histogram" else target
+        if target not in listens and target not in ENGINE_TARGETS and not target.startswith(CC_PREFIX):
+            warnings.append(f"{axis} -> {shown} does nothing: {voice.name} does not listen to {shown}")
+        elif missing and len(missing) == len(axes.get(target, (axis,))):
+            warnings.append(f"{axis} -> {shown} does nothing: a {kind} controller sends no {missing[0]}")
         else:
-            live.append(f"{axis} -> {target}")
+            live.append(f"{axis} -> {shown}")
     if not live:
         warnings.append(f"no live control: nothing this {kind} controller sends reaches {voice.name} (see --mapping)")
     return ", ".join(live) or "nothing", warnings
@@ -172,6 +188,7 @@ def build_engine(config: SessionConfig, clock, controller, sinks, *, voice=None,
                  threaded: bool = True, **hooks) -> Engine:
     """The one place an Engine is built: play, render and every benchmark come through here."""
     voice = voice if voice is not None else open_session_voice(config, config.seed if seed is None else seed)
+    voice = shape_voice(voice)  # velocity, transpose and temperature for every voice (instrument/voice_shaping.py)
     kind = controller_kind(getattr(controller, "spec", "replay"))
     mapping = mapping if mapping is not None else session_mapping(config, voice, kind)
     refiners = []
@@ -179,6 +196,12 @@ def build_engine(config: SessionConfig, clock, controller, sinks, *, voice=None,
         from instrument.refiners import open_refiners
 
         refiners = open_refiners(config.refine)
+    if config.program is not None:  # --program: the GM instrument, on every sink before the first note
+        import mido
+
+        program = mido.Message("program_change", channel=config.channel - 1, program=config.program - 1)
+        for sink in sinks:
+            sink.send(program, 0.0)
     return Engine(voice, controller, mapping, sinks, clock, engine_config(config, threaded=threaded),
                   listens=voice.listens, grid=voice.info.keeps_grid, refiners=refiners, **hooks)
 
@@ -229,7 +252,9 @@ class Session:
             self._claimed = list(self.paths.values())
             self.log = SessionLog(self.paths["log"])  # raises while starting: a place we cannot write is exit 2
             self._closers.append(self.log.close)
-            self.log.event("config", seed=self.seed, **{k: v for k, v in asdict(self.config).items() if k != "seed"})
+            # cwd: `render --session` finds a relative --model or --mapping path from where play ran
+            self.log.event("config", seed=self.seed, **{k: v for k, v in asdict(self.config).items() if k != "seed"},
+                           cwd=os.getcwd())
             self.log.event("wiring", controller=getattr(controller, "spec", config.controller),
                            controller_kind=self.kind, voice=self.voice.name, mapping=mapping.source,
                            drives=self.drives, warnings=self.mapping_warnings)
@@ -238,11 +263,15 @@ class Session:
             raise UsageError(record_problem(config.record, self.paths, err)) from None
         self.log.on_error = self._recording_failed  # from now on a failing write stops the recording, not play
         sinks: list = []
+        # the synth before the MIDI port: its audio drivers are tried while no other thread prints
+        self.synth_sink = self._open_synth() if config.synth or config.soundfont is not None else None
         self.midi_sink = None
         if config.midi:
             self.midi_sink = MidiSink(config.port, config.connect, config.midi_api, on_status=self._midi_status)
             self._closers.append(self.midi_sink.close)
             sinks.append(self.midi_sink)
+        if self.synth_sink is not None:
+            sinks.append(self.synth_sink)
         sinks.append(self.file_sink)
         self._closers.append(self.file_sink.close)
         midi_clock = tempo_source = midi_in = None
@@ -272,6 +301,21 @@ class Session:
                                    on_frames=self._record_frames, on_event=self.log.event, midi_status=self.midi_status)
 
     # ------------------------------------------------------------------ wiring
+    def _open_synth(self):
+        """The built-in synth (--synth); None, after one line, where it cannot sound (the show goes on)."""
+        from instrument.soundfont import resolve_soundfont
+        from instrument.synth import SynthSink, SynthUnavailable
+
+        try:
+            synth = SynthSink(resolve_soundfont(self.config.soundfont), on_status=self._midi_status)
+        except SynthUnavailable as err:
+            self.echo(f"no sound from --synth: {err}; playing MIDI and recording on")
+            self.log.event("synth_unavailable", message=str(err))
+            return None
+        self._closers.append(synth.close)
+        self.log.event("synth", soundfont=str(synth.soundfont), driver=synth.driver)
+        return synth
+
     def _midi_status(self, kind: str, message: str) -> None:
         self.echo(message)
         self.log.event(kind, message=message)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sys
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -101,9 +102,9 @@ class Corpus:
         workers = workers or min(len(jobs), os.cpu_count() or 1, 4) or 1
         if workers > 1 and len(jobs) > 8:
             with ProcessPoolExecutor(workers) as pool:
-                results = list(pool.map(_load_piece, jobs, chunksize=4))
+                results = list(reading_progress(pool.map(_load_piece, jobs, chunksize=4), len(jobs)))
         else:
-            results = [_load_piece(job) for job in jobs]
+            results = [_load_piece(job) for job in reading_progress(jobs, len(jobs))]
         corpus = cls()
         for (path, _, _), result in zip(jobs, results):
             if isinstance(result, Piece):
@@ -115,6 +116,14 @@ class Corpus:
     def split(self, name: str) -> list[Piece]:
         """The pieces of one split."""
         return [p for p in self.pieces if p.split == name]
+
+
+def reading_progress(items, total: int):
+    """`items` behind a tqdm bar of the files read: on a terminal only, never in CI logs or pipes."""
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc="reading MIDI", unit="file", leave=False, dynamic_ncols=True,
+                disable=not sys.stderr.isatty() or total < 2)
 
 
 def find_midi_files(root: Path) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import time
@@ -12,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from controllers import bgapi
 from controllers.emg import EmgEnvelope, PoseClassifier, decode_emg
 from controllers.fakes import FakeBLED112
+from controllers.imu import IMU_CCCD, IMU_VALUE_HANDLE, Orientation, encode_imu, euler, quaternion
 from controllers.myo import EMG_CCCDS, MODE_HANDLE, MyoController
 from tests.conftest import wait_until
 
@@ -96,8 +98,9 @@ def test_pose_classifier_votes_before_switching():
 def test_session_follows_the_protocol_and_streams_emg():
     with FakeBLED112() as fake, MyoController(fake.path, clock=time.monotonic) as myo:
         assert wait_until(lambda: myo.latest().present)
-        assert fake.writes[:2] == [(MODE_HANDLE, bytes.fromhex("0103030000")), (MODE_HANDLE, bytes.fromhex("090101"))]
-        assert sorted(h for h, v in fake.writes if v == b"\x01\x00") == sorted(EMG_CCCDS)
+        # raw EMG, IMU data on, no classifier; never sleep; notifications on the 4 EMG and the IMU characteristics
+        assert fake.writes[:2] == [(MODE_HANDLE, bytes.fromhex("0103030100")), (MODE_HANDLE, bytes.fromhex("090101"))]
+        assert sorted(h for h, v in fake.writes if v == b"\x01\x00") == sorted((*EMG_CCCDS, IMU_CCCD))
         sent = [(c, i) for c, i, _ in fake.commands]
         assert sent.index((6, 2)) < sent.index((6, 3)) < sent.index((4, 5))  # discover, connect, write
         start = myo.stats()["notifications"]
@@ -170,3 +173,55 @@ def streaming_myo():
     yield fake, myo
     myo.close()
     fake.close()
+
+
+# -- the IMU: orientation -> roll, pitch, yaw axes (issue 18) ----------------------------------
+class FakeMyoWithImu(FakeBLED112):
+    """The fake dongle's Myo, also notifying its IMU orientation (every other EMG notification: 50 Hz)
+    once the mode asks for IMU data and its CCCD is enabled, as a real Myo does."""
+
+    def __init__(self, orientation, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.orientation = orientation  # seconds since start -> (roll, pitch, yaw) in radians
+        self.imu_sent = 0
+
+    def emit_emg(self) -> None:
+        super().emit_emg()
+        imu_on = self.mode is not None and self.mode[3:4] == b"\x01" and (IMU_CCCD, b"\x01\x00") in self.writes
+        if imu_on and self.notifications_sent % 2 == 0:
+            value = encode_imu(quaternion(*self.orientation(time.monotonic() - self.t0)))
+            self.pty.write(bgapi.event(4, 5, struct.pack("<BHBB", self.connection or 0, IMU_VALUE_HANDLE, 1, 20) + value))
+            self.imu_sent += 1
+
+
+@pytest.mark.parametrize("roll, pitch, yaw", [(0.0, 0.0, 0.0), (0.9, -0.4, 2.0), (-2.5, 1.2, -1.0)])
+def test_orientation_round_trips_through_the_imu_bytes(roll, pitch, yaw):
+    got = euler(quaternion(roll, pitch, yaw))
+    assert got == pytest.approx((roll, pitch, yaw), abs=1e-9)
+    decoded = Orientation()
+    axes = decoded.push(encode_imu(quaternion(roll, pitch, yaw)))
+    assert axes[:2] == pytest.approx(((roll + math.pi) / (2 * math.pi), (pitch + math.pi / 2) / math.pi), abs=1e-3)
+    assert axes[2] == 0.5  # the first reading's direction is yaw's middle
+
+
+def test_yaw_counts_from_the_first_direction_and_bad_readings_change_nothing():
+    imu = Orientation()
+    imu.push(encode_imu(quaternion(0.0, 0.0, 3.0)))
+    assert imu.push(encode_imu(quaternion(0.0, 0.0, 3.0 + math.pi / 2)))[2] == pytest.approx(0.75, abs=1e-3)  # wraps at pi
+    assert imu.push(bytes(20)) is None and imu.push(b"short") is None
+    assert imu.axes[2] == pytest.approx(0.75, abs=1e-3)
+    imu.reset()
+    assert imu.axes is None and imu.push(encode_imu(quaternion(0.0, 0.0, 1.0)))[2] == 0.5
+
+
+def test_myo_frames_carry_the_imu_orientation_as_roll_pitch_yaw():
+    turn = (0.6, -0.3, 0.0)  # forearm twisted out, arm a little lowered
+    with FakeMyoWithImu(lambda t: turn) as fake, MyoController(fake.path, clock=time.monotonic) as myo:
+        assert wait_until(lambda: myo.latest().roll is not None)
+        frame = myo.latest()
+        assert len(frame.emg) == 8  # EMG frames, each with the latest orientation
+        assert frame.roll == pytest.approx((0.6 + math.pi) / (2 * math.pi), abs=1e-3)
+        assert frame.pitch == pytest.approx((-0.3 + math.pi / 2) / math.pi, abs=1e-3)
+        assert frame.yaw == 0.5
+        assert myo.stats()["imu_notifications"] > 0 and myo.stats()["imu_bad"] == 0
+

@@ -173,7 +173,7 @@ def test_threaded_engine_on_the_real_clock_keeps_time_and_can_be_stopped():
     assert [n[0] for n in snap.notes] == [66, 66, 66] and all(n[3] is not None for n in snap.notes)
 
 
-@pytest.mark.parametrize("gesture_t", [3.3, 4.07, 5.51])
+@pytest.mark.parametrize("gesture_t", [3.3, 4.07, 5.51, 1.92, 7.93])  # 1.92, 7.93: after a bar's last sixteenth
 def test_the_grid_voice_answers_a_strike_within_one_sixteenth(gesture_t):
     from instrument.session import SessionConfig, build_engine
 

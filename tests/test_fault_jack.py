@@ -86,7 +86,7 @@ def test_a_connect_destination_that_quits_and_returns_is_reconnected(jack_server
     first = jack_receiver(name=name)
     first.wait_ready()
     mid = tmp_path / "connect.mid"
-    proc = start_play(busy_charrnn(tmp_path), mid, "--midi-api", "jack", "--connect", name)
+    proc = start_play(busy_charrnn(tmp_path), mid, "--midi-api", "jack", "--connect", name, "--program", "12")
     try:
         wait_for(lambda: any(b[0] == 0x90 for b in received_notes(first.out)), 60, "the first note", proc)
         first.stop()  # the destination quits
@@ -107,6 +107,7 @@ def test_a_connect_destination_that_quits_and_returns_is_reconnected(jack_server
     assert len(back) == 1 and name in back[0], err
     time.sleep(0.2)
     heard = [tuple(r["bytes"]) for r in second.stop()]
+    assert heard[0] == (0xC0, 11)  # --program 12 (a vibraphone) again, before any note: the sound is kept
     assert sounding(heard) == {} and heard[-2:] == [(0xB0, 123, 0), (0xB0, 120, 0)]
     events = [e["event"] for e in session_log(mid)]
     assert events.count("midi_lost") == 1 and events.count("midi_restored") == 1 and events[-1] == "stop"

@@ -96,4 +96,5 @@ def test_myo_dongle_unplugged_and_replugged_during_play(busy_model, tmp_path):
     check_gap_survived(run)
     # the whole session again after the return: scan, connect, raw-EMG mode, the four EMG notifications
     assert len(discovers) == 2
-    assert writes.count((0x19, bytes.fromhex("0103030000"))) == 2 and len([w for w in writes if w[1] == b"\x01\x00"]) == 8
+    # raw EMG + IMU mode, then notifications on the 4 EMG and the IMU characteristics: once per connection
+    assert writes.count((0x19, bytes.fromhex("0103030100"))) == 2 and len([w for w in writes if w[1] == b"\x01\x00"]) == 10

@@ -147,3 +147,131 @@ def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path):
                     "[noise_slots]\nrange = [-10, 10]\nneutral = -10\n")
     m = Mapping.from_toml(path)
     assert m.register(1.0) == 0 and m.density(1.0) == 50 and m.noise.rest == -10 and m.lost.glide_s == 60
+
+
+# -- issue 18: the mapping's reach: new targets, several sources, keys, CCs out ----------------
+def load(tmp_path, text, name="reach.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return Mapping.from_toml(path)
+
+
+def test_new_targets_map_their_axes(tmp_path):
+    m = load(tmp_path, '[velocity]\naxis = "emg"\nrange = [40, 127]\n'
+                       '[transpose]\naxis = "x"\nrange = [-12, 12]\n'
+                       '[temperature]\naxis = "roll"\nrange = [0.5, 1.5]\n'
+                       '[tempo]\naxis = "pitch"\nrange = [60, 180]\n'
+                       '[cc.74]\naxis = "y"\n'
+                       '[cc.1]\naxis = "yaw"\nrange = [127, 0]\n')
+    c = m.map(frame(0, x=1.0, y=0.5, emg=(1.0,) * 8, roll=0.0, pitch=0.5, yaw=1.0))
+    assert (c.velocity, c.transpose, c.temperature, c.tempo) == (127, 12, 0.5, 120)
+    assert c.cc74 == 63.5 and c.cc1 == 0  # a CC's range defaults to the full 0..127
+    assert m.cc_out.keys() == {1, 74}
+    assert m.map(frame(1, x=0.0)).velocity is None  # no EMG in the frame: the voice's own dynamics
+
+
+def test_several_sources_sum_or_max_and_the_single_axis_form_still_works(tmp_path):
+    m = load(tmp_path, '[velocity]\nsources = [{ axis = "x", weight = 0.5 }, { axis = "emg", weight = 0.5 }]\n'
+                       'range = [1, 101]\n'
+                       '[density]\nsources = [{ axis = "size" }, { axis = "emg", weight = 2.0 }]\ncombine = "max"\n'
+                       'range = [1, 11]\n'
+                       '[register]\naxis = "y"\nrange = [48, 84]\n')
+    both = m.map(frame(0, x=0.4, y=1.0, size=0.3, emg=(0.2,) * 8))
+    assert both.velocity == pytest.approx(31.0)  # 0.5 * 0.4 + 0.5 * 0.2 -> 0.3 of 1..101
+    assert both.density == pytest.approx(1 + 10 * 0.4)  # max(0.3, 2 * 0.2)
+    assert both.register == 84
+    camera = m.map(frame(1, x=0.4, size=0.9))  # no EMG: the sources that are there count
+    assert camera.velocity == pytest.approx(21.0) and camera.density == pytest.approx(10.0)
+    loud = m.map(frame(2, x=1.0, emg=(1.0,) * 8, size=0.0))
+    assert loud.velocity == 101 and loud.density == 11  # a sum over 1 is clamped to the range's end
+    assert m.sources()["velocity"] == "0.5 x + 0.5 emg" and m.sources()["density"] == "max(size | 2 emg)"
+
+
+def test_key_follows_the_circle_of_fifths_with_hysteresis_and_a_knob_pins_it(tmp_path):
+    from models.keys import key_histogram
+
+    m = load(tmp_path, '[key]\naxis = "x"\n')
+    assert m.map(frame(0, x=0.5)).key == "C:major"
+    assert m.map(frame(1, x=0.0)).key == "Gb:major" and m.map(frame(2, x=1.0)).key == "B:major"
+    c = m.map(frame(3, x=7.5 / 12))  # the middle of G major's twelfth
+    assert c.key == "G:major" and c.key_histogram == key_histogram("G:major")
+    assert m.map(frame(4, x=8.1 / 12)).key == "G:major"  # just past its edge: held
+    assert m.map(frame(5, x=8.3 / 12)).key == "D:major"  # clearly past: the next key
+    assert m.map(frame(6, present=False)).key == "D:major"  # a lost hand keeps the key
+    m.override("key", "A:minor")
+    pinned = m.map(frame(7, x=0.0))
+    assert pinned.key == "A:minor" and pinned.key_histogram == key_histogram("A:minor")
+    own = load(tmp_path, '[key]\naxis = "y"\nkeys = ["A:minor", "C:major"]\ninvert = true\n', "own.toml")
+    assert own.map(frame(0, y=0.9)).key == "A:minor" and own.map(frame(1, y=0.1)).key == "C:major"
+
+
+def test_overrides_hold_over_the_frames_until_unpinned(tmp_path):
+    m = load(tmp_path, '[velocity]\naxis = "x"\nrange = [1, 127]\n')
+    m.override("velocity", 100.0)
+    m.override("transpose", -5.0)
+    c = m.map(frame(0, x=0.0))
+    assert (c.velocity, c.transpose) == (100.0, -5.0)
+    m.override("velocity", None)
+    assert m.map(frame(1, x=0.0)).velocity == 1
+
+
+@pytest.mark.parametrize("text, key", [
+    ("[velocity]\naxis = 'x'\nrange = [0, 127]", "range"),
+    ("[velocity]\naxis = 'x'\nrange = [1, 128]", "range"),
+    ("[transpose]\naxis = 'x'\nrange = [-60, 0]", "range"),
+    ("[temperature]\naxis = 'x'\nrange = [0, 1]", "range"),
+    ("[temperature]\naxis = 'x'\nrange = [0.5, nan]", "range"),
+    ("[tempo]\naxis = 'x'\nrange = [10, 100]", "range"),
+    ("[tempo]\naxis = 'x'\nrange = [60, 180]\nneutral = 200", "neutral"),
+    ("[cc.74]\naxis = 'x'\nrange = [0, 200]", "range"),
+    ("[cc.120]\naxis = 'x'", "cc.120"),
+    ("[cc.volume]\naxis = 'x'", "cc.volume"),
+    ("cc = 3", "cc"),
+    ("[cc.7]\naxis = 'x'\nrange = [0, inf]", "range"),
+    ("[velocity]\nsources = [{ axis = 'x', weight = nan }]\nrange = [1, 127]", "weight"),
+    ("[velocity]\nsources = [{ axis = 'x', weight = 11 }]\nrange = [1, 127]", "weight"),
+    ("[velocity]\nsources = [{ axis = 'x', weight = -1 }]\nrange = [1, 127]", "weight"),
+    ("[velocity]\nsources = [{ axis = 'x', weight = '1' }]\nrange = [1, 127]", "weight"),
+    ("[velocity]\nsources = [{ axis = 'z' }]\nrange = [1, 127]", "axis"),
+    ("[velocity]\nsources = [{ axis = 'x', gain = 2 }]\nrange = [1, 127]", "gain"),
+    ("[velocity]\nsources = []\nrange = [1, 127]", "sources"),
+    ("[velocity]\nsources = 'x'\nrange = [1, 127]", "sources"),
+    ("[velocity]\nsources = ['x']\nrange = [1, 127]", "sources[0]"),
+    ("[velocity]\naxis = 'x'\nsources = [{ axis = 'y' }]\nrange = [1, 127]", "sources"),
+    ("[velocity]\nsources = [{ axis = 'x' }]\ncombine = 'mean'\nrange = [1, 127]", "combine"),
+    ("[velocity]\naxis = 'x'\ncombine = 'max'\nrange = [1, 127]", "combine"),
+    ("[key]\naxis = 'x'\nkeys = ['H:major']", "keys"),
+    ("[key]\naxis = 'x'\nkeys = []", "keys"),
+    ("[key]\naxis = 'x'\nkeys = 'C'", "keys"),
+    ("[key]\naxis = 'x'\nrange = [0, 1]", "range"),
+    ("[key]\naxis = 'x'\ndead_zone = nan", "dead_zone"),
+])
+def test_new_keys_are_checked_at_load_one_line_naming_the_key(tmp_path, text, key):
+    path = tmp_path / "hostile.toml"
+    path.write_text(text)
+    with pytest.raises(MappingError) as err:
+        Mapping.from_toml(path)
+    message = str(err.value)
+    assert "hostile.toml" in message and key in message and "\n" not in message, message
+
+
+def test_a_bad_new_key_is_exit_2_with_one_line_from_play(tiny_charrnn, tmp_path, capsys):
+    from instrument.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text("[cc.74]\naxis = 'x'\nrange = [0, 300]\n")
+    code = main(["play", "--model", str(tiny_charrnn), "--controller", "demo", "--no-midi", "--duration", "0.5",
+                 "--record", str(tmp_path / "takes"), "--mapping", str(path)])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "bad.toml" in lines[0] and "[cc.74] range" in lines[0], lines
+
+
+def test_every_shipped_mapping_loads_and_myo_mappings_play_dynamics():
+    for name in ("charrnn_camera.toml", "charrnn_emg.toml", "dcrnn.toml", "seqae.toml", "seqae_emg.toml"):
+        Mapping.packaged(name)
+    for name in ("charrnn_emg.toml", "seqae_emg.toml"):  # a Myo: how hard the forearm works -> loudness
+        m = Mapping.packaged(name)
+        soft, hard = m.map(frame(0, emg=(0.05,) * 8)), m.map(frame(1, emg=(0.9,) * 8))
+        assert soft.velocity < 80 < hard.velocity
+    camera = Mapping.packaged("charrnn_camera.toml")  # a camera: the hand closer -> louder
+    assert camera.map(frame(0, x=0.5, y=0.5, size=0.1)).velocity < camera.map(frame(1, x=0.5, y=0.5, size=0.9)).velocity

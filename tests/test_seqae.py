@@ -229,6 +229,21 @@ def test_voice_returns_events_and_restore_replays_exactly():
     assert [voice.next_events() for _ in range(4)] == ahead
 
 
+def test_voice_strike_answers_with_one_note_in_one_decoder_step_and_replays_exactly():
+    # issue 15: a gesture's answer is one decoder step, not a whole subsequence of 8 events
+    voice = _voice(seed=3, temperature=1.0)
+    voice.next_events()
+    before = voice.snapshot()
+    voice.strike()
+    struck = voice.next_events()
+    assert [e.type for e in struck] == [EventType.NOTE_ON]
+    assert voice.snapshot().step == before.step and voice.snapshot().code == before.code  # the walk waits
+    assert any(e.type == EventType.TIME_SHIFT for e in voice.next_events())  # then the walk goes on
+    voice.restore(before)
+    voice.strike()
+    assert voice.next_events() == struck  # a restored strike replays exactly (seeded by step)
+
+
 def test_voice_jump_and_theme_capture_act_once_per_rise():
     voice = _voice(seed=2)
     voice.set_controls(_Controls(flip_rate=0.0))

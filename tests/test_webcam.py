@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import cv2
@@ -58,3 +61,30 @@ def test_controller_shell_on_a_video_file(tmp_path):
         assert seen[-1].x > seen[0].x  # moving right
         assert all(f.y == pytest.approx(0.5, abs=0.05) for f in seen)
         assert cam.stats()["frames"] >= 20
+
+
+OPENCV_LOG = ("[ERROR", "[ WARN", "[ INFO", "VIDEOIO")  # how OpenCV's own log lines start or name themselves
+
+
+def _without_opencv_log_level() -> dict:
+    return {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+
+
+def test_a_missing_camera_is_our_one_line_not_opencvs_log():
+    # There is no camera index 7 here (nor in CI): OpenCV used to print "[ WARN:0@0.01] ... can't open
+    # camera by index" and "[ERROR:0@0.01] ... Camera index out of range" before our own message.
+    code = ("import time\nfrom controllers.webcam import WebcamController\n"
+            "try:\n    WebcamController(7, clock=time.monotonic)\nexcept Exception as err:\n    print(err)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            env=_without_opencv_log_level())
+    assert "no camera at webcam:7" in result.stdout
+    assert not any(marker in result.stderr for marker in OPENCV_LOG), result.stderr
+
+
+def test_play_with_a_missing_camera_prints_one_line(tiny_charrnn, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "instrument", "play", "--controller", "webcam:7", "--model",
+                             str(tiny_charrnn), "--no-midi", "--record", str(tmp_path), "--duration", "1"],
+                            capture_output=True, text=True, timeout=120, env=_without_opencv_log_level())
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert "no camera at webcam:7" in result.stderr and not any(m in result.stderr for m in OPENCV_LOG)

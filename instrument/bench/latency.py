@@ -9,7 +9,8 @@ listener hears.
 
 The controller is scripted: after `--warmup` s it jumps between two distant hand
 positions every `--every` s (default 0.3, above the engine's `min_rollback_s` of
-0.25 s), `--gestures` times (default 1000). Each jump moves register and density far
+0.25 s), `--gestures` times (default 1000). Like a device thread that has just put a
+new frame, a thread of its own wakes the sending loop at each jump. Each jump moves register and density far
 past `strike_threshold`, so every gesture rolls back and strikes: the model's next event
 is a note-on. For each gesture the engine records its stages (`Engine.stage_samples`):
 
@@ -95,11 +96,31 @@ class SteppedController:
         t = self.t0 if k == 0 else self.t0 + self.warmup + (k - 1) * self.every
         return ControlFrame(t=t, present=True, x=x, y=y, size=0.3)
 
+    def wake_on_frame(self, event) -> None:
+        """Set `event` at each jump, from a thread of its own, as a device thread does when its frame arrives."""
+        import threading
+
+        self._closed = threading.Event()
+
+        def jumps() -> None:
+            k = 1
+            while not self._closed.is_set() and (self.limit is None or k <= self.limit):
+                at = self.t0 + self.warmup + (k - 1) * self.every
+                if self._closed.wait(max(0.0, at - self.clock.now())):
+                    return
+                event.set()
+                k += 1
+
+        threading.Thread(target=jumps, name="bench-hand", daemon=True).start()
+
     def stats(self) -> dict:
         return {"gestures": self.gestures}
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Stop the jump thread, if any."""
+        closed = getattr(self, "_closed", None)
+        if closed is not None:
+            closed.set()
 
 
 # ----------------------------------------------------------------------------- JACK servers
@@ -229,6 +250,7 @@ def measure(period: int, args: argparse.Namespace, folder: Path) -> dict:
                 try:
                     engine.run(args.warmup + (args.gestures - 1) * args.every + max(args.every, 0.5))
                 finally:
+                    controller.close()
                     sys.setswitchinterval(switch)
                     _normal_priority()  # what this thread starts next (servers, receivers) must not inherit FIFO
                 wall = time.monotonic() - started
@@ -352,6 +374,11 @@ def _cells(figures: dict, keys=("p50", "p99", "p99_9", "max")) -> str:
     return "".join(f"{'-' if figures.get(k) is None else format(figures[k], '.3f'):>9}" for k in keys)
 
 
+def _fig(value) -> str:
+    """A figure for the table; "n/a" where nothing was measured (no None in printed figures)."""
+    return "n/a" if value is None else str(value)
+
+
 def print_run(run: dict) -> None:
     """The readable table of one run."""
     p = print
@@ -368,13 +395,14 @@ def print_run(run: dict) -> None:
     for key, label in STAGES:
         p(f"  {label:<32}{_cells(run['stages_ms'][key])}")
     s = run["steps_to_note"]
-    p(f"  {'model steps to note-on (count)':<32}{s['p50']:>9}{s['p99']:>9}{'':>9}{s['max']:>9}"
-      f"   ({s['one_step_pct']} % in one step)")
+    p(f"  {'model steps to note-on (count)':<32}{_fig(s['p50']):>9}{_fig(s['p99']):>9}{'':>9}{_fig(s['max']):>9}"
+      f"   ({_fig(s['one_step_pct'])} % in one step)")
     p(f"  {'music wait (subtracted in engine)':<32}{_cells(run['stages_ms']['music_wait'])}")
     j, st = run["jitter_ms"], run["step_ms"]
-    p(f"schedule jitter p50 {j['p50']} p99 {j['p99']} max {j['max']} ms; model step p50 {st['p50']} p99 {st['p99']} ms")
+    p(f"schedule jitter p50 {_fig(j['p50'])} p99 {_fig(j['p99'])} max {_fig(j['max'])} ms; "
+      f"model step p50 {_fig(st['p50'])} p99 {_fig(st['p99'])} ms")
     lb = run["first_notes_late_by_ms"]
-    by = f" (late by p50 {lb['p50']}, max {lb['max']} ms)" if run["first_notes_late"] else ""
+    by = f" (late by p50 {_fig(lb['p50'])}, max {_fig(lb['max'])} ms)" if run["first_notes_late"] else ""
     p(f"underruns {run['underruns']}  late {run['late']} messages (must be 0): {run['first_notes_late']} of them "
       f"a gesture's first note{by}")
     p(f"messages sent {run['sent']}, received {run['received']} (with the final panic); {run['seconds']:g} s")

@@ -296,18 +296,21 @@ def run_soak(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
+        def fig(name: str) -> object:  # no None in printed figures: a player that never stopped measured nothing
+            return "n/a" if result.get(name) is None else result[name]
+
         print(f"soak: {args.minutes:g} min of `play --controller demo --model {args.model}` via {result['midi']}")
         print(f"RSS            start {result['rss_start_mb']} MiB (after {warmup:g} s)  end {result['rss_end_mb']} MiB  "
               f"max {result['rss_max_mb']} MiB  growth {result['memory_growth_pct']} %")
-        print(f"lateness       max {result.get('max_lateness_ms')} ms  p99 {result.get('jitter_p99_ms')} ms  "
-              f"late sends {result.get('late')}")
-        print(f"underruns      {result.get('underruns')}")
+        print(f"lateness       max {fig('max_lateness_ms')} ms  p99 {fig('jitter_p99_ms')} ms  "
+              f"late sends {fig('late')}")
+        print(f"underruns      {fig('underruns')}")
         print(f"stuck notes    {result['stuck_notes']} (at a separate receiver, after the stop); "
-              f"{result.get('ended_only_by_stop')} ended only by the final panic")
+              f"{fig('ended_only_by_stop')} ended only by the final panic")
         print(f"note faults    {result['note_on_while_sounding']} note-ons for a sounding key, "
               f"{result['notes_over_cap']} notes over the 4-s cap (at the receiver)")
         print(f"notes          {result['notes_recorded']} recorded, {result['notes_received']} received; "
-              f"MIDI server lost {result.get('midi_lost')} times; player exit code {result['exit_code']}")
+              f"MIDI server lost {fig('midi_lost')} times; player exit code {result['exit_code']}")
         if result["exit_code"] != 0:
             print(result.get("play_stderr", ""), file=sys.stderr)
     return 0 if result["exit_code"] == 0 else 1

@@ -9,6 +9,7 @@ import threading
 
 from instrument.cli import port_name_arg, seed_arg
 from instrument.midi_systems import DEFAULT_PORT_NAME, MIDI_API_CHOICES
+from instrument.presets import load_preset, overlay
 from instrument.voices.registry import model_help
 
 EPILOG = """\
@@ -20,9 +21,16 @@ Bad flags, and a --record place that cannot be written, exit 2.
 
 MIDI: --midi-api auto uses the platform's own system: on Linux ALSA when /dev/snd/seq
 exists, else JACK when a server runs; CoreMIDI on macOS; Windows MM on Windows, which has
-no virtual ports (create one with loopMIDI and play with --connect loopMIDI).
-into the recording, and connects when a server appears (try `jackd -S -d dummy`).
+no virtual ports (create one with loopMIDI and play with --connect loopMIDI). With no MIDI
+system at all it plays into the recording, and connects when a server appears (try
+`jackd -S -d dummy`).
 If the JACK server dies mid-play, the same happens.
+
+Sound without a DAW: --synth also plays through a built-in General MIDI synth
+(FluidSynth, needs libfluidsynth): to JACK where a server runs (connected to the sound
+card), else to PipeWire, PulseAudio or ALSA (CoreAudio on macOS, WASAPI on Windows).
+--soundfont FILE and --program N choose the sound. With no audio output, one line says
+so and the session plays MIDI and records on.
 
 Recording: NAME.mid (what was sent, real times), NAME.controls.jsonl (the gesture, for
 `instrument render`) and NAME.log.jsonl (seed, events, latency figures), in
@@ -36,6 +44,9 @@ Examples:
   instrument play --controller jevois --key A:minor --scale-lock
   instrument play --model dcrnn --controller myo --clock internal
   instrument play --midi-api jack --connect fluidsynth --duration 60
+  instrument play --synth --program 12              # hear it at once: a vibraphone, no DAW
+  instrument play --key D:minor --tempo 84 --save-preset dark.toml   # keep a setup ...
+  instrument play --preset dark.toml --tempo 96     # ... and play it (flags given here win)
 """
 
 
@@ -66,8 +77,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
            "alsa, jack, coremidi, winmm")
     a("--clock", default="none", metavar="MODE",
       help="internal: send 24-ppqn MIDI clock + start/stop; follow:PORT: take the tempo from a DAW's clock")
-    a("--midi-in", type=port_name_arg("--midi-in"), default=None, metavar="PORT", help="MIDI input whose CCs set temperature, tempo and panic")
-    a("--midi-learn", action="store_true", help="with --midi-in: learn which CCs to use, then play")
+    a("--midi-in", type=port_name_arg("--midi-in"), default=None, metavar="PORT", help="MIDI input whose knobs (CCs) set temperature (CC 21) and tempo (CC 22) by default; "
+      "--midi-learn adds panic, velocity, transpose, key and any mapped target (no panic by default: CC 64 is "
+      "the sustain pedal); tempo and key changes go into the .mid and the log")
+    a("--midi-learn", action="store_true", help="with --midi-in: learn which knob drives each action (a key press skips one), then play; saved for next time")
     a("--record", default=None, metavar="PATH", help="a .mid file or a folder for the session files")
     a("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     a("--mapping", default=None, metavar="TOML", help="gesture -> control mapping file (default: shipped)")
@@ -83,6 +96,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
       "of the notes sent, status (never slows the engine; headless: says so and plays on)")
     a("--no-realtime", action="store_true",
       help="do not ask for real-time (SCHED_FIFO) scheduling of the engine threads")
+    # sound without a DAW (instrument/synth.py): a General MIDI synth inside the process
+    a("--synth", action="store_true",
+      help="also play through the built-in synth (FluidSynth, General MIDI) to the audio system: JACK where "
+           "a JACK server runs, else PipeWire/PulseAudio/ALSA, CoreAudio, WASAPI; without audio output one "
+           "line says so and the session plays MIDI and records on")
+    a("--soundfont", default=None, metavar="FILE.sf2",
+      help="the synth's soundfont (implies --synth; default: the TimGM6mb GM soundfont that pretty_midi installs)")
+    a("--program", type=int, default=None, metavar="N",
+      help="General MIDI program 1..128 as the GM table numbers them (1 piano, 25 nylon guitar, 41 violin, "
+           "74 flute), sent at start to the MIDI port, the synth and the recording")
+    # presets (instrument/presets.py): every flag above (and any added later) may be set in one
+    a("--preset", default=None, metavar="FILE.toml",
+      help="settings from a preset file (keys are these flags without dashes); flags given here win")
+    a("--save-preset", default=None, metavar="FILE.toml",
+      help="write the settings given (with --preset's) to a preset file and exit without playing")
+    overlay(parser, {"preset": load_preset})
 
 
 def refine_arg(text: str) -> tuple[str, ...]:
@@ -101,6 +130,17 @@ def config_from_args(args: argparse.Namespace):
                          realtime=not getattr(args, "no_realtime", False))
 
 
+def save_preset(args: argparse.Namespace) -> int:
+    """`--save-preset FILE`: write the (already validated) settings and say how to play them."""
+    from instrument.presets import save_preset as write_preset
+
+    parser = argparse.ArgumentParser(prog="instrument play")
+    configure(parser)
+    path = write_preset(args.save_preset, args, parser, "play")
+    print(f"instrument play: saved preset {path}; play it with `instrument play --preset {path}`", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Play until --duration, Ctrl-C or SIGTERM; 0 on a clean stop, 1 if the model or a device failed."""
     from instrument.engine import EngineError
@@ -108,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     config.validate()
+    if getattr(args, "save_preset", None):
+        return save_preset(args)
     session = Session(config)
     stopped_by: list[int] = []
 
@@ -122,6 +164,10 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     where = session.midi_sink.status if session.midi_sink is not None and session.midi_sink.connected else "no MIDI port"
+    synth = getattr(session, "synth_sink", None)
+    if synth is not None:
+        program = config.program or 1
+        where += f"; {synth.status}, program {program} ({synth.preset_name(program - 1) or 'not in this soundfont'})"
     controller = getattr(session.controller, "spec", config.controller)
     picked = f" (auto picked {controller})" if config.controller == "auto" else ""
     print(f"instrument play: {session.voice.name} on {session.voice.device}, seed {session.seed}; "

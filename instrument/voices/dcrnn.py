@@ -111,6 +111,7 @@ class ChunkVoice:
     def next_events(self) -> list[Event]:
         """One bar: roll logits -> sampled roll (16, 128) -> note events, 1 TIME_SHIFT per sixteenth."""
         fault_check()
+        steps = self.config.steps_per_bar
         logits, self._state = self.gen.generate_chunk(self._style(), self._cond, self._state)  # (1, 16, 128, 2)
         logits = logits.float().cpu() / max(self.temperature, 1e-3)
         key = self._cond[0].cpu().numpy() if self._cond is not None else self._own_key.histogram()  # (12,)
@@ -118,8 +119,9 @@ class ChunkVoice:
         roll = decode_roll(torch.sigmoid(logits)[0].numpy(), self._prev[0].numpy(), self._voices, self._onsets,
                            float(self.gen.threshold), pull,
                            np.random.default_rng(int(torch.randint(2**31, (1,), generator=self._rng))),
-                           self._strike_step)
-        self._strike_step = None
+                           self._strike_step if self._strike_step is not None and self._strike_step < steps else None)
+        # a strike asked for after this bar's last sixteenth is the next bar's first
+        self._strike_step = 0 if self._strike_step is not None and self._strike_step >= steps else None
         roll = torch.from_numpy(roll)  # (16, 128) uint8
         self._prev = roll[-1:].clone()
         self._bar += 1
@@ -135,8 +137,9 @@ class ChunkVoice:
         return events
 
     def strike(self, after_s: float = 0.0) -> None:
-        """The bar made next strikes a chord on the first sixteenth at or after `after_s` into it."""
-        self._strike_step = min(self.config.steps_per_bar - 1, math.ceil(after_s / (2 * self.seconds_per_shift) - 1e-9))
+        """The bar made next strikes a chord on the first sixteenth at or after `after_s` into it (past its last
+        sixteenth: on the next bar's first)."""
+        self._strike_step = math.ceil(after_s / (2 * self.seconds_per_shift) - 1e-9)
 
     def _octaves_toward_register(self, roll: np.ndarray) -> int:
         """Whole octaves that bring this bar's mean struck pitch nearest the requested register (keeps the key)."""

@@ -43,6 +43,7 @@ MAX_HOLD_STEPS = 50  # 0.5 s: longer, the unended notes pile up into clusters (p
 KEY_PULL = 2.0  # logits toward the pitch classes of the key its recent notes fit best (scaled key profile)
 REGISTER_PULL, REGISTER_WIDTH = 1.0, 8.0  # a logit of -1 for a note-on 8 semitones from the requested register
 POSE_JUMP, POSE_CAPTURE = "wave_in", "wave_out"  # the Myo poses that jump and capture the theme
+STRIKE_SEED = 500_009  # offsets a strike's sampler from the subsequence decoded at the same step
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,9 @@ class SeqAEVoice:
 
         fault_check()
         state = self._state
+        if self._strike:
+            self._strike = False
+            return self._strike_note(state)
         rng = np.random.default_rng([self.seed, state.step])
         code = np.asarray(state.code)
         if state.step > 0 or self._jump_armed:
@@ -143,9 +147,23 @@ class SeqAEVoice:
                             generator, self.temperature, self.top_p, self.allowed,
                             self._key_bias(state))[0].tolist()  # (L,) event indices
         events, self._state = self._shape([CODEC.decode(t) for t in tokens], replace(state, code=tuple(code), step=state.step + 1))
-        if self._strike:
-            self._strike = False
-            events = _strike_first(events)
+        return events
+
+    def _strike_note(self, state: WalkState) -> list[Event]:
+        """A gesture's immediate answer in one decoder step: the current code's own first note, under the new controls.
+
+        The walk does not advance: the next call decodes the next code's subsequence as usual.
+        """
+        import torch
+
+        from models.seqae.model import decode
+
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + state.step + STRIKE_SEED)
+        with torch.inference_mode():
+            token = decode(self.model, torch.tensor(state.code, dtype=torch.float32, device=self.device)[None], True,
+                           generator, max(self.temperature, 1e-3), self.top_p, self.allowed, self._key_bias(state),
+                           note_on_only=True)[0, 0].item()
+        events, self._state = self._shape([CODEC.decode(token)], state)
         return events
 
     def _key_bias(self, state: WalkState):
@@ -161,7 +179,7 @@ class SeqAEVoice:
         return torch.from_numpy(prior.astype(np.float32)).to(self.device)  # (128,) NOTE_ON reshaping
 
     def strike(self, after_s: float = 0.0) -> None:
-        """A gesture's immediate answer: the next subsequence starts with its first note, its leading rest cut."""
+        """A gesture's immediate answer: the next call is one note, the current code's own (one decoder step)."""
         self._strike = True
 
     def _shape(self, events: list[Event], state: WalkState) -> tuple[list[Event], WalkState]:
@@ -213,14 +231,6 @@ class SeqAEVoice:
             self._jump_armed, self._jump_step = True, None
         if self._capture_step is not None and self._capture_step >= snapshot.step:
             self._capture_armed, self._capture_step = True, None
-
-
-def _strike_first(events: list[Event]) -> list[Event]:
-    """`events` without the time shifts before its first note-on (none: unchanged)."""
-    first = next((i for i, e in enumerate(events) if e.type == EventType.NOTE_ON), None)
-    if first is None:
-        return events
-    return [e for i, e in enumerate(events) if i >= first or e.type != EventType.TIME_SHIFT]
 
 
 def _advance(out: list[Event], held: dict[int, tuple[int, int]], clock: int, steps: int) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from models.data import MAX_FILE_BYTES, default_cache_dir, find_midi_files, midi_problem, split_of
+from models.data import MAX_FILE_BYTES, default_cache_dir, find_midi_files, midi_problem, reading_progress, split_of
 from models.roll import (
     DEFAULT_STEPS_PER_BEAT,
     N_PITCHES,
@@ -57,7 +57,7 @@ def load_rolls(
 
     rolls: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     skipped: list[tuple[str, str]] = []
-    for f, split in files:
+    for f, split in reading_progress(files, len(files)):  # a bar on a terminal only
         if not split:  # BL2012: frames are quarter notes (JSB) -> repeat onto the sixteenth grid
             for s, pieces in load_bl2012(f).items():
                 rolls[s] += [upsample(p, bl2012_steps_per_frame) for p in pieces]
