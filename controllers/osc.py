@@ -8,6 +8,7 @@ interface, so a phone on the same network can reach it). Two address spaces are 
     /instrument/x     f         hand left/right, 0 = left
     /instrument/y     f         hand height, 0 = bottom
     /instrument/size  f         hand size (distance to the camera)
+    /instrument/roll, /pitch, /yaw  f   an orientation (a phone's, an armband's): 0.5 = level
     /instrument/xy    f f       x and y at once (a TouchOSC XY pad)
     /instrument/present  b|f|i  hand there (T/F, or a number > 0.5)
     /instrument/emg   f x 8     the 8 EMG channels
@@ -44,7 +45,7 @@ from pythonosc.osc_message import OscMessage
 
 from controllers.base import Clock, ThreadedController
 from controllers.errors import ControllerSpecError, ControllerUnavailable
-from controllers.frame import ControlFrame
+from controllers.frame import SCALAR_FRAME_AXES, ControlFrame
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class Update:
     x: float | None = None
     y: float | None = None
     size: float | None = None
+    roll: float | None = None  # an orientation (e.g. a phone's or an IMU's), 0.5 = level
+    pitch: float | None = None
+    yaw: float | None = None
     present: bool | None = None
     emg: tuple[tuple[int, float], ...] = ()  # (channel, value) pairs
     pose: str | None = None  # "" clears the pose
@@ -130,7 +134,7 @@ def _wekinator(args: Sequence) -> Update:
 
 
 def _instrument(name: str, args: Sequence) -> Update:
-    if name in ("x", "y", "size"):
+    if name in SCALAR_FRAME_AXES:
         (value,), clamped = _units(args, 1)
         return Update(**{name: value}, clamped=clamped)
     if name == "xy":
@@ -209,6 +213,9 @@ class OscState:
         self.x: float | None = None
         self.y: float | None = None
         self.size: float | None = None
+        self.roll: float | None = None
+        self.pitch: float | None = None
+        self.yaw: float | None = None
         self.emg: list[float] | None = None
         self.pose: str | None = None
         self.present = False
@@ -217,10 +224,12 @@ class OscState:
     def apply(self, updates: Sequence[Update], t: float) -> ControlFrame:
         """Fold `updates` in order; the frame at time `t`."""
         for u in updates:
-            for axis in ("x", "y", "size"):
+            moved = False
+            for axis in SCALAR_FRAME_AXES:
                 value = getattr(u, axis)
                 if value is not None:
                     setattr(self, axis, value)
+                    moved = True
             for channel, value in u.emg:
                 if self.emg is None:
                     self.emg = [0.0] * EMG_CHANNELS
@@ -229,7 +238,7 @@ class OscState:
                 self.pose = u.pose or None
             if u.present is not None:
                 self.present, self.explicit_present = u.present, True
-            elif not self.explicit_present and (u.x is not None or u.y is not None or u.size is not None or u.emg):
+            elif not self.explicit_present and (moved or u.emg):
                 self.present = True  # a sender that never says whether the hand is there: moving means there
         return self.frame(t)
 
@@ -237,8 +246,8 @@ class OscState:
         """The current reading as a frame at time `t` (no axes while the hand is not there)."""
         if not self.present:
             return ControlFrame(t=t, present=False)
-        return ControlFrame(t=t, present=True, x=self.x, y=self.y, size=self.size,
-                            emg=tuple(self.emg) if self.emg is not None else None, pose=self.pose)
+        return ControlFrame(t=t, present=True, x=self.x, y=self.y, size=self.size, roll=self.roll, pitch=self.pitch,
+                            yaw=self.yaw, emg=tuple(self.emg) if self.emg is not None else None, pose=self.pose)
 
 
 def parse_spec(arg: str | None) -> tuple[str, int]:
@@ -311,7 +320,7 @@ class OscController(ThreadedController):
             return
         self._unknown_logged.add(address)
         log.warning("OSC: ignoring address %r (use /wek/outputs or /instrument/x, /y, /size, /xy, /present, "
-                    "/emg, /emg/N, /pose, /frame)", address[:80])
+                    "/roll, /pitch, /yaw, /emg, /emg/N, /pose, /frame)", address[:80])
 
     def close(self) -> None:
         """Stop the thread, then close the socket (idempotent)."""

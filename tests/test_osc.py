@@ -97,6 +97,8 @@ def test_wekinator_outputs_are_x_y_size_then_emg_in_order():
     ("/instrument/frame", [0.1, 0.2, 0.3, True], Update(x=0.1, y=0.2, size=0.3, present=True)),
     ("/instrument/frame", [0.1, 0.2, 0.3], Update(x=0.1, y=0.2, size=0.3)),
     ("/instrument/x", [7.5], Update(x=1.0, clamped=1)),
+    ("/instrument/roll", [0.25], Update(roll=0.25)),  # an orientation, e.g. a phone's tilt
+    ("/instrument/yaw", [-1.0], Update(yaw=0.0, clamped=1)),
 ])
 def test_instrument_addresses(address, args, expected):
     assert parse_message(address, args) == expected
@@ -215,11 +217,14 @@ def test_instrument_messages_end_to_end_over_udp(listener):
     sender.send_bundle([("/instrument/frame", (0.875, 0.125, 0.25, True)), ("/instrument/emg", (0.5,) * 8)])
     wait_datagrams(controller, 5)
     assert controller.latest() == ControlFrame(t=101.0, x=0.875, y=0.125, size=0.25, emg=(0.5,) * 8, pose="wave_in")  # f32-exact
-    sender.send("/instrument/present", False)
+    sender.send("/instrument/pitch", 0.75)  # an orientation axis: a mapping can drive any target with it
     wait_datagrams(controller, 6)
+    assert controller.latest().pitch == 0.75 and controller.latest().x == 0.875
+    sender.send("/instrument/present", False)
+    wait_datagrams(controller, 7)
     assert controller.latest() == ControlFrame(t=101.0, present=False)
     stats = controller.stats()
-    assert stats["frames"] == 6 and stats["messages"] == 7 and stats["clamped"] == 1  # a bundle is one frame
+    assert stats["frames"] == 7 and stats["messages"] == 8 and stats["clamped"] == 1  # a bundle is one frame
     assert all(stats[reason] == 0 for reason in DROP_REASONS)
 
 
