@@ -117,6 +117,7 @@ class StreamingVoice:
     def set_controls(self, controls: Controls) -> None:
         """Rebuild the condition vector from register, density and key (own recent notes when no key is set)."""
         self._controls = controls
+        self._cond_stale = False
         steering = self.steering
         if steering is not None and controls.register is not None and steering.register_strength > 0:
             # quarter-semitone grid: a hand that trembles reuses the cached bias
@@ -140,13 +141,15 @@ class StreamingVoice:
     def next_events(self) -> tuple[Event]:
         """One model step and one sampled event."""
         fault_check()
+        if self._cond_stale:
+            self.set_controls(self._controls)
         self._token.fill_(self._last)
         logits, self._state = self._step(self._token, self._cond, self._state)  # (1, 388)
         logits = logits[0]
         if logits.device.type != "cpu":
             logits = logits.float().cpu()
         if self.steering is not None:
-            logits = self._steer(logits)
+            logits = self._steer(logits, self._strike)
         if self._strike:
             self._strike = False
             logits = logits.masked_fill(_NOT_NOTE_ON, float("-inf"))
@@ -166,8 +169,12 @@ class StreamingVoice:
                 self.set_controls(self._controls)
         return (event,)
 
-    def _steer(self, logits: torch.Tensor) -> torch.Tensor:
-        """The logits (388,) plus the pitch and density biases of `steering.py` (a new tensor)."""
+    def _steer(self, logits: torch.Tensor, strike: bool = False) -> torch.Tensor:
+        """The logits (388,) plus the pitch and density biases of `steering.py` (a new tensor).
+
+        A strike keeps only the NOTE_ONs: only which pitch matters, so only the pitch biases are added
+        (the same note-on distribution, at a fraction of the cost of a gesture's answer).
+        """
         steering = self.steering
         logits = logits.clone()
         values = logits.numpy()  # (388,) float32 view: writing into it writes into `logits`
@@ -181,6 +188,10 @@ class StreamingVoice:
             biased = note_ons if pitch_bias is None else note_ons + pitch_bias
             tilt = steer.register_tilt(biased, float(register), steering.register_tolerance, steering.register_max_tilt)
             pitch_bias = tilt if pitch_bias is None else pitch_bias + tilt
+        if strike:
+            if pitch_bias is not None:
+                note_ons += pitch_bias  # a constant shift would not change the note-ons' shares
+            return logits
         if pitch_bias is not None:
             note_ons += steer.keep_mass(note_ons, pitch_bias) if steering.keep_note_on_mass else pitch_bias
         density = self._controls.density
@@ -220,8 +231,9 @@ class StreamingVoice:
         """Continue from a snapshot."""
         self._state, self._last, self._pitch_classes, self._open, self._rate = snapshot
         self._strike = False
-        if self.key_histogram is None:
-            self.set_controls(self._controls)  # the own-key condition is part of the state
+        # the own-key condition is part of the state: rebuilt before the next step, unless new controls
+        # come first (a rollback's), which rebuild it anyway: one rebuild on a gesture's path, not two
+        self._cond_stale = self.key_histogram is None
 
 
 RELEASE_AFTER_S = 1.2  # real notes (pedal applied) are shorter than this 9 times out of 10 (p90 1.1 s)
