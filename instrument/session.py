@@ -202,8 +202,11 @@ def build_engine(config: SessionConfig, clock, controller, sinks, *, voice=None,
         program = mido.Message("program_change", channel=config.channel - 1, program=config.program - 1)
         for sink in sinks:
             sink.send(program, 0.0)
-    return Engine(voice, controller, mapping, sinks, clock, engine_config(config, threaded=threaded),
-                  listens=voice.listens, grid=voice.info.keeps_grid, refiners=refiners, **hooks)
+    engine = Engine(voice, controller, mapping, sinks, clock, engine_config(config, threaded=threaded),
+                    listens=voice.listens, grid=voice.info.keeps_grid, refiners=refiners, **hooks)
+    if threaded:  # live: no full garbage collection of the model's objects mid-song (Engine.freeze_heap)
+        engine.freeze_heap()
+    return engine
 
 
 class Session:

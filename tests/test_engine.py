@@ -185,3 +185,22 @@ def test_the_grid_voice_answers_a_strike_within_one_sixteenth(gesture_t):
     first = min(t for t, m in sink.notes() if m.type == "note_on" and t >= gesture_t)
     assert first - gesture_t <= 0.125 + 0.006  # the next sixteenth at 120 bpm, plus the restart margin and a tick
     assert engine.generation.strikes >= 1 and engine.late == 0
+
+
+def test_a_live_engine_freezes_the_heap_so_no_full_collection_walks_the_model_mid_song():
+    # a generation-2 collection over torch's and the model's objects took ~210 ms holding the GIL: a stall
+    # of the whole engine at a moment Python chooses (seen in `bench latency` as 10-300 ms outliers)
+    import gc
+
+    from instrument.session import SessionConfig, build_engine
+
+    clock = SystemClock()
+    engine = build_engine(SessionConfig(model="charrnn", device="cpu", seed=1, realtime=False), clock,
+                          Frames(clock, [(0.0, 0.5)]), [ListSink()], threaded=True)
+    try:
+        assert gc.get_freeze_count() > 50_000  # torch, the model and the engine: out of every collection
+        threading.Timer(0.3, engine.request_stop).start()
+        engine.run(duration=5.0)
+    finally:
+        engine.shutdown()
+    assert gc.get_freeze_count() == 0  # a process that builds another engine collects as before
