@@ -247,12 +247,7 @@ def test_overrides_hold_over_the_frames_until_unpinned(tmp_path):
     ("[key]\naxis = 'x'\ndead_zone = nan", "dead_zone"),
 ])
 def test_new_keys_are_checked_at_load_one_line_naming_the_key(tmp_path, text, key):
-    path = tmp_path / "hostile.toml"
-    path.write_text(text)
-    with pytest.raises(MappingError) as err:
-        Mapping.from_toml(path)
-    message = str(err.value)
-    assert "hostile.toml" in message and key in message and "\n" not in message, message
+    test_out_of_range_or_mistyped_values_are_one_line_naming_the_key(tmp_path, text, key)
 
 
 def test_a_bad_new_key_is_exit_2_with_one_line_from_play(tiny_charrnn, tmp_path, capsys):
