@@ -19,6 +19,7 @@ import pytest
 
 from controllers.frame import ControlFrame
 from instrument.bench.latency import STAGES, SteppedController, pair_with_receiver
+from instrument.bench.stall_probe import StallProbe, overlaps, stall_summary
 from instrument.cli import main
 from instrument.clock import FakeClock
 from instrument.controls import Controls
@@ -66,6 +67,40 @@ def test_bench_latency_through_jack_reports_every_gesture_at_the_receiver(report
         assert sum(stages[key]["mean"] for key in parts) == pytest.approx(engine["mean"], abs=0.01)
         assert run["received"] >= run["sent"] > 0  # the receiver also heard the final panic
         assert run["underruns"] == 0, run
+        machine = run["machine_stalls"]  # the probe ran beside the engine and gave its account
+        assert machine["slow_during_a_stall"] <= machine["slow_gestures"] <= GESTURES, machine
+        assert machine["control_to_note_outside_stalls_ms"]["p50"] is not None, machine
+
+
+def test_a_slow_gesture_is_put_down_to_the_machine_only_when_a_stall_overlaps_it():
+    stalls = np.array([[10.000, 10.030], [20.5, 20.52]])  # (S, 2) the probe's sleeps that ran long
+    start = np.array([9.990, 10.031, 20.49, 20.53, 5.0])
+    end = np.array([10.004, 10.036, 20.60, 20.54, 5.004])
+    assert overlaps(start, end, stalls).tolist() == [True, False, True, False, False]
+    assert overlaps(start, end, np.zeros((0, 2))).tolist() == [False] * 5
+    summary = stall_summary(stalls, seconds=60.0)
+    assert summary["count"] == 2 and summary["over_20ms"] == 1 and summary["max_ms"] == pytest.approx(29.0)
+
+
+def test_the_stall_probe_process_reports_a_machine_that_stopped(tmp_path):
+    # SIGSTOP freezes the probe as a hypervisor would freeze the machine: it must see the hole
+    import os
+    import signal
+    import time
+
+    probe = StallProbe(tmp_path)
+    try:
+        probe.wait_ready()
+        time.sleep(0.1)
+        os.kill(probe.proc.pid, signal.SIGSTOP)
+        time.sleep(0.05)
+        os.kill(probe.proc.pid, signal.SIGCONT)
+        time.sleep(0.1)
+        stalls = np.asarray(probe.finish()["stalls"]).reshape(-1, 2)
+    finally:
+        probe.kill()
+    lengths = stalls[:, 1] - stalls[:, 0]
+    assert (lengths >= 0.045).sum() == 1, stalls  # the 50-ms freeze, once
 
 
 @pytest.mark.parametrize("strike_threshold", [0.5, math.inf], ids=["strikes", "no-strikes"])
