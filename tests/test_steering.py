@@ -97,6 +97,16 @@ def test_onset_rate_follows_a_steady_stream_and_forgets_within_its_window():
     assert steer.density_debt(2.0, silent, 3.0) == pytest.approx(2.0 * 0.5, abs=0.1)  # a window's worth owed
 
 
+def test_overshoot_spares_shifts_that_end_on_time_and_penalizes_those_that_skip_owed_notes():
+    on_time = steer.OnsetRate(count=4.0, weight=0.5)  # 8 note-ons per second, nothing owed
+    bias = steer.shift_overshoot_bias(8.0, on_time, 0.7, gain=2.0, slack=1.0)
+    assert bias.shape == (100,) and bias.dtype == np.float32
+    assert np.all(bias[:10] == 0.0)  # up to 0.1 s: less than one more note comes due
+    assert np.all(np.diff(bias) <= 0.0)  # the longer the shift, the more it skips
+    assert bias[99] < -4.0  # a 1-s shift at 8/s skips about 4 notes beyond the slack (2 nats each)
+    assert np.all(steer.shift_overshoot_bias(0.5, on_time, 0.7, 2.0, 1.0) == 0.0)  # ahead at a slow rate: any shift
+
+
 def test_early_release_names_only_the_notes_younger_than_the_minimum():
     open_notes = ((40, 1.5), (60, 0.3), (64, 0.05), (67, 0.0))  # oldest first
     assert steer.early_release_pitches(open_notes, 0.1) == [67, 64]

@@ -11,7 +11,8 @@ from instrument.voices.registry import VoiceInfo, VoiceOptions, register_voice
 from instrument.voices import steering as steer
 from models.conditioning import DEFAULT_SPEC, ConditionSpec, condition_vector
 from models.keys import OwnKey, key_histogram, scale_pitch_classes
-from models.events import (CODEC, NOTE_OFF_OFFSET, NOTE_ON_OFFSET, STEPS_PER_SECOND, VELOCITY_OFFSET,
+from models.events import (CODEC, NOTE_OFF_OFFSET, NOTE_ON_OFFSET, STEPS_PER_SECOND, TIME_SHIFT_OFFSET,
+                           VELOCITY_OFFSET,
                            Event, EventType, velocity_to_bin)
 
 _EVENTS = tuple(CODEC.decode(i) for i in range(CODEC.size))  # index -> Event, decoded once
@@ -199,6 +200,9 @@ class StreamingVoice:
             owed = steer.density_debt(float(density), self._rate, steering.density_max_debt)
             note_ons += steering.density_gain * owed
             values[VELOCITY_OFFSET:] += steering.density_gain * owed  # a VELOCITY event leads into a note-on
+            if steering.overshoot_gain > 0:
+                values[TIME_SHIFT_OFFSET:VELOCITY_OFFSET] += steer.shift_overshoot_bias(
+                    float(density), self._rate, self._rate_window_s, steering.overshoot_gain, steering.overshoot_slack)
         if self._open and steering.early_release_penalty > 0:
             young = steer.early_release_pitches(self._open, steering.min_length_s)
             if young:
