@@ -15,16 +15,27 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-PITCH, VELOCITY, START, END = range(4)
+# The pure statistics the Char-RNN's evaluation shares live in models/metrics.py (models/ never imports
+# instrument/); they are re-exported here so `music_stats.key_clarity` etc. keep working.
+from models.metrics import (  # noqa: F401
+    CAP_S,
+    CHORD_S,
+    END,
+    KEY_PROFILES,
+    KK_MAJOR,
+    KK_MINOR,
+    PITCH,
+    START,
+    VELOCITY,
+    capped_fraction,
+    chord_groups,
+    key_clarity,
+    melody,
+    pattern_repetition,
+)
 
-# Krumhansl-Kessler probe-tone profiles, tonic first.
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-KEY_PROFILES = np.stack([np.roll(p, k) for p in (KK_MAJOR, KK_MINOR) for k in range(12)])  # (24, 12)
 
 SHORT_S = 0.1  # "notes shorter than 0.1 s"
-CAP_S = 3.99  # the engine ends a note after 4 s; 10 ms of slack for the codec's grid
-CHORD_S = 0.03  # onsets within 30 ms of a group's first onset are one chord
 BAR_S = 2.0  # one 4/4 bar at 120 bpm
 POLY_LEVELS = 17  # polyphony histogram: 0..15 sounding notes, 16 = "16 or more"
 
@@ -53,11 +64,6 @@ def short_fraction(notes: np.ndarray, limit: float = SHORT_S) -> float:
     return float(np.mean(notes[:, END] - notes[:, START] < limit)) if len(notes) else 0.0
 
 
-def capped_fraction(notes: np.ndarray, cap: float = CAP_S) -> float:
-    """Fraction of notes lasting `cap` seconds or more (they ran into the engine's 4-s cap)."""
-    return float(np.mean(notes[:, END] - notes[:, START] >= cap)) if len(notes) else 0.0
-
-
 def velocity_stats(notes: np.ndarray) -> tuple[float, int]:
     """(standard deviation, number of distinct values) of the note velocities."""
     if not len(notes):
@@ -72,17 +78,6 @@ def repeated_pitch_fraction(notes: np.ndarray) -> float:
     return float(np.mean(notes[1:, PITCH] == notes[:-1, PITCH]))
 
 
-def chord_groups(notes: np.ndarray, window: float = CHORD_S) -> np.ndarray:
-    """Group number of each note: a group is every onset within `window` s of the group's first."""
-    groups = np.zeros(len(notes), dtype=np.int64)
-    first, group = -np.inf, -1
-    for i, start in enumerate(notes[:, START]):  # anchored at the first onset, so groups never chain
-        if start - first > window + 1e-9:
-            first, group = start, group + 1
-        groups[i] = group
-    return groups
-
-
 def chord_size(notes: np.ndarray) -> float:
     """Mean number of notes per onset group (30 ms)."""
     return len(notes) / (int(chord_groups(notes).max()) + 1) if len(notes) else 0.0
@@ -95,31 +90,6 @@ def inter_onset_intervals(notes: np.ndarray) -> np.ndarray:
     groups = chord_groups(notes)
     firsts = notes[np.r_[True, groups[1:] != groups[:-1]], START]
     return np.diff(firsts)
-
-
-def melody(notes: np.ndarray) -> np.ndarray:
-    """The melody-order pitches: the highest note of each onset group (the skyline)."""
-    if not len(notes):
-        return np.zeros(0)
-    groups = chord_groups(notes)
-    top = np.full(int(groups.max()) + 1, -1.0)
-    np.maximum.at(top, groups, notes[:, PITCH])
-    return top
-
-
-def pattern_repetition(notes: np.ndarray, length: int = 8) -> float:
-    """Fraction of `length`-note melody windows whose interval pattern occurred earlier in the piece."""
-    intervals = np.diff(melody(notes)).astype(np.int64)
-    k = length - 1  # an 8-note pattern is 7 intervals, so it is the same shape in any transposition
-    if len(intervals) < k:
-        return 0.0
-    seen: set[bytes] = set()
-    repeats = 0
-    for i in range(len(intervals) - k + 1):
-        key = intervals[i:i + k].tobytes()
-        repeats += key in seen
-        seen.add(key)
-    return repeats / (len(intervals) - k + 1)
 
 
 def identical_bars(notes: np.ndarray, bar_s: float = BAR_S) -> float:
@@ -175,33 +145,6 @@ def mean_polyphony(notes: np.ndarray) -> float:
     sounding = counts.sum(axis=1)
     total = float(lengths[sounding > 0].sum())
     return float((lengths * sounding).sum()) / total if total > 0 else 0.0
-
-
-def key_clarity(notes: np.ndarray, window_s: float = 10.0, shuffle_seed: int | None = None) -> float:
-    """Mean over `window_s` windows of the best Pearson r with the 24 key profiles (0 if nothing sounds).
-
-    With `shuffle_seed`, each window's histogram is first put through a random pitch-class
-    permutation: the chance level a piece's clarity should beat.
-    """
-    if not len(notes):
-        return 0.0
-    rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
-    profiles = KEY_PROFILES - KEY_PROFILES.mean(axis=1, keepdims=True)
-    profiles /= np.linalg.norm(profiles, axis=1, keepdims=True)
-    pcs = notes[:, PITCH].astype(np.int64) % 12
-    scores = []
-    for k in range(int(np.ceil(notes[:, END].max() / window_s))):
-        lo, hi = k * window_s, (k + 1) * window_s
-        overlap = np.clip(np.minimum(notes[:, END], hi) - np.maximum(notes[:, START], lo), 0.0, None)
-        hist = np.bincount(pcs, weights=overlap, minlength=12)
-        if rng is not None:
-            hist = hist[rng.permutation(12)]
-        centred = hist - hist.mean()
-        norm = np.linalg.norm(centred)
-        if norm == 0.0:  # silent (or perfectly flat) window: no key to find
-            continue
-        scores.append(float((profiles @ (centred / norm)).max()))
-    return float(np.mean(scores)) if scores else 0.0
 
 
 # ------------------------------------------------------------------ one recording, many recordings

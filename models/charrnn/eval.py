@@ -18,6 +18,10 @@ Four questions, each answered with numbers:
    under the hard scale lock.
 4. Does it copy? The longest event run it shares verbatim with the training set, against
    the same statistic for held-out real pieces (their p99).
+5. Does it play like the real pieces when left alone? ``--freerun-seconds`` of free-running
+   music per seed under the neutral controls: key clarity per 10 s, 8-note interval-pattern
+   repetition and the share of notes at the 4-s cap, beside the same figures on excerpts of
+   the scored real pieces (models/charrnn/freerun.py).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.charrnn.freerun import FREERUN_SAMPLES, FREERUN_SECONDS, freerun_lines, freerun_report
 from models.charrnn.model import CharRNN
 from models.checkpoint import load_charrnn, shipped_checkpoint
 from models.conditioning import (
@@ -179,10 +184,15 @@ def in_scale_rates(model: CharRNN, spec: ConditionSpec, samples: int, length: in
 
 
 def evaluate(model: CharRNN, spec: ConditionSpec | None, corpus: Corpus, samples: int = 8, length: int = 512,
-             max_events: int | None = None, all_pieces: bool = False, nll_only: bool = False) -> dict[str, float]:
-    """All figures of the evaluation, as one flat dict (``all_pieces``: score every piece, not the test split)."""
+             max_events: int | None = None, all_pieces: bool = False, nll_only: bool = False,
+             freerun_samples: int = FREERUN_SAMPLES, freerun_seconds: float = FREERUN_SECONDS) -> dict[str, float]:
+    """All figures of the evaluation, as one flat dict (``all_pieces``: score every piece, not the test split).
+
+    ``freerun_seconds`` 0 (or ``nll_only``) leaves the free-running statistics out.
+    """
     model.eval()
-    scored = [p.events for p in (corpus.pieces if all_pieces else corpus.split("test"))]
+    scored_pieces = corpus.pieces if all_pieces else corpus.split("test")
+    scored = [p.events for p in scored_pieces]
     test = [p.events for p in corpus.split("test")]
     train = [p.events for p in corpus.split("train")]
     if not scored:
@@ -195,6 +205,8 @@ def evaluate(model: CharRNN, spec: ConditionSpec | None, corpus: Corpus, samples
     if spec is not None:
         report.update(control_fidelity(model, spec, samples, length))
     report.update(in_scale_rates(model, spec, samples, length))
+    if freerun_seconds > 0 and freerun_samples > 0:
+        report.update(freerun_report(model, spec, scored_pieces, freerun_samples, freerun_seconds))
     if not (train and test):
         return report  # copying is measured against the train split, with the test split as the baseline
     generated = generate(model, condition_vector(spec=spec) if spec else None, list(range(2 * samples)), length)
@@ -221,6 +233,10 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nll-only", action="store_true", help="only the likelihoods: no sampling, control sweeps or copy check")
     parser.add_argument("--samples", type=int, default=8, help="samples per control level (default: %(default)s)")
     parser.add_argument("--length", type=int, default=512, help="events per generated sample (default: %(default)s)")
+    parser.add_argument("--freerun-seconds", type=float, default=FREERUN_SECONDS,
+                        help="seconds of free-running music per sample for key clarity, motif repetition and the 4-s cap "
+                             "beside the real pieces' (0: off; default: %(default)s)")
+    parser.add_argument("--freerun-samples", type=int, default=FREERUN_SAMPLES, help="free-running samples, seeds 0.. (default: %(default)s)")
     parser.add_argument("--max-events", type=int, default=None, help="score at most this many held-out events (quick checks)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -241,16 +257,26 @@ def run_charrnn(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         report = evaluate(model, spec, corpus, samples=args.samples, length=args.length, max_events=args.max_events,
-                          all_pieces=args.all, nll_only=args.nll_only)
+                          all_pieces=args.all, nll_only=args.nll_only,
+                          freerun_samples=args.freerun_samples, freerun_seconds=args.freerun_seconds)
     except ValueError as err:
         raise ModelError(str(err)) from None
     report["model"] = str(path)
     report["conditioning"] = spec.version if spec else "none"
     report["seconds"] = round(time.perf_counter() - started, 1)
+    report.setdefault("freerun_seconds", 0.0 if args.nll_only else float(args.freerun_seconds))  # --json says what ran
     if args.json:
         print(json.dumps(report))
     else:
         print(headline(report))
+        for line in freerun_lines(report):
+            print(line)
         for key, value in report.items():
             print(f"{key:28s} {value:.4f}" if isinstance(value, float) else f"{key:28s} {value}")
     return 0
+
+
+if __name__ == "__main__":  # `python -m models.charrnn.eval ...`, the same as `instrument eval charrnn ...`
+    _parser = argparse.ArgumentParser(prog="eval_charrnn", description=__doc__.splitlines()[0])
+    configure_charrnn(_parser)
+    raise SystemExit(run_charrnn(_parser.parse_args()))
