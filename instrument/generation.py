@@ -164,8 +164,7 @@ class Generation:
                 return
             controls = self.controls
             if controls is not self._voice_controls:
-                voice.set_controls(controls)
-                self._voice_controls = controls
+                self._set_controls(controls)
             if self.temperature is not None:
                 voice.temperature, self.temperature = self.temperature, None
             performer.tempo = self.tempo
@@ -179,8 +178,10 @@ class Generation:
             messages: list[TimedMessage] = []
             for event in events:
                 messages += performer.perform(event, voice.seconds_per_shift)
-            for refiner in self.refiners:  # e.g. the Velocity Net: note-on velocities from their context
-                refiner.apply(messages)
+            if self.refiners:  # the Velocity Net (note-on velocities), the Live Duration Net (note-off deadlines)
+                gen_now = self.clock.now() - self.t0
+                for refiner in self.refiners:
+                    refiner.apply(messages, gen_now, performer.cursor)
             pushed_at = self._push(messages, Checkpoint(performer.cursor, voice.snapshot(), performer.snapshot()))
             if self._stage_epoch and self._stage_step(elapsed, messages, pushed_at):
                 # a gesture's first note is due now: let the sending thread take the GIL and send it before the
@@ -217,6 +218,14 @@ class Generation:
                 return item.deadline <= pushed_at
         return False
     # --- gesture stage timing -------------------------------------------------------------------- end
+
+    def _set_controls(self, controls) -> None:
+        """New controls for the voice, and for the refiners that follow one (the Velocity Net: loudness)."""
+        self.voice.set_controls(controls)
+        self._voice_controls = controls
+        for refiner in self.refiners:
+            if hasattr(refiner, "set_controls"):
+                refiner.set_controls(controls)
 
     def _push(self, messages: list[TimedMessage], checkpoint: Checkpoint) -> float:
         """Schedule one step's messages (the opening rule, lateness) and its checkpoint; returns the push time."""
@@ -267,6 +276,9 @@ class Generation:
                 checkpoints.pop()
             checkpoint = checkpoints[-1]
             dropped = self.scheduler.drop_after(now)
+            for refiner in self.refiners:  # note-offs a refiner holds back (a lengthened note) are dropped future too
+                if hasattr(refiner, "take_held"):
+                    dropped = sorted(dropped + refiner.take_held(), key=lambda item: item.deadline)
             sounding = self.ledger.sounding(channel)
             for item in self.scheduler.items():  # due but not yet sent: they sound at the playhead too
                 message = item.message
@@ -293,8 +305,7 @@ class Generation:
         self.voice.restore(checkpoint.voice_state)
         for refiner in self.refiners:
             refiner.rollback(self.performer.floor)
-        self.voice.set_controls(request.controls)
-        self._voice_controls = request.controls
+        self._set_controls(request.controls)
         if strikes:
             # how far into the restored state's time the new future starts, at the voice's reference tempo
             # (a grid voice strikes on the first grid step from there; a streaming voice at once)

@@ -63,7 +63,7 @@ class SessionConfig:
     quantize: bool = False  # int8 dynamic quantization on CPU
     rollback_threshold: float = 0.25
     channel: int = 1  # MIDI channel, 1..16
-    realtime: bool = True  # SCHED_FIFO for the engine threads where permitted
+    realtime: bool = True  # SCHED_FIFO for the engine threads and the CPUs held awake, where permitted
     refine: tuple[str, ...] = ()  # live refiners behind the voice: "velocity" (instrument/refiners.py)
     synth: bool = False  # --synth: also sound through the built-in FluidSynth (instrument/synth.py)
     soundfont: str | None = None  # --soundfont FILE for the synth (implies --synth); None: the packaged GM one
@@ -83,9 +83,8 @@ class SessionConfig:
             (self.clock == "none" or self.clock == "internal" or (self.clock.startswith("follow:") and len(self.clock) > 7),
              f"--clock must be internal or follow:PORT, got {self.clock!r}"),
             (not self.scale_lock or self.key is not None, "--scale-lock needs --key (e.g. --key C:major)"),
-            (all(name in ("velocity",) for name in self.refine),
-             f"--refine: live refiners are: velocity (duration needs the future: `instrument refine --duration` "
-             f"on a recording), got {','.join(self.refine)!r}"),
+            (all(name in ("velocity", "duration") for name in self.refine),
+             f"--refine: live refiners are: velocity, duration; got {','.join(self.refine)!r}"),
         ]
         for ok, message in checks:
             if not ok:

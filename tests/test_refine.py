@@ -22,6 +22,15 @@ from models.refine.duration import (
     restore_timing,
     stretch,
 )
+from models.refine.live_duration import (
+    LIVE_FEATURES,
+    LiveDurationNet,
+    LiveDurationNetConfig,
+    NumpyGRUStep,
+    causal_features,
+    restore_durations,
+    safe_end,
+)
 from models.refine.notes import END, PITCH, START, VELOCITY, as_table, from_table, group_stats, onset_groups
 from models.refine.velocity import VelocityNet, VelocityNetConfig, heuristic_velocities, refine_velocities, velocity_features
 from tests.test_seqae import write_corpus
@@ -226,7 +235,8 @@ def _args(net: str, data: Path, out: Path, **overrides) -> argparse.Namespace:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("net,model_class", [("velocity", VelocityNet), ("duration", DurationNet)])
+@pytest.mark.parametrize("net,model_class", [("velocity", VelocityNet), ("duration", DurationNet),
+                                             ("live_duration", LiveDurationNet)])
 def test_train_writes_a_checkpoint_and_resumes(tmp_path, net, model_class):
     from models.refine.train import run_train
 
@@ -265,3 +275,88 @@ def test_train_usage_errors_are_one_line_model_errors(tmp_path):
         run_train(_args("velocity", tmp_path, tmp_path / "run", resume=True))
     with pytest.raises(ModelError, match="--data"):
         run_train(_args("duration", tmp_path / "missing", tmp_path / "run"))
+
+
+# ----------------------------------------------------------------------------- live (causal) duration net
+def test_causal_features_of_a_note_do_not_change_with_what_comes_after_its_end():
+    table, _ = as_table(piece(1, groups=60))
+    features, order = causal_features(table)
+    assert features.shape == (len(table), LIVE_FEATURES) and np.isfinite(features).all()
+    cut = float(np.median(table[:, END]))
+    # a piece cut at `cut`: the notes that ended by then keep their features (the rest of the piece is unknown live)
+    kept = table[table[:, START] < cut]
+    kept_features, kept_order = causal_features(kept)
+    ended = [i for i in order if table[i, END] <= cut and table[i, START] < cut]
+    by_note = {tuple(table[i]): features[row] for row, i in enumerate(order)}
+    by_kept = {tuple(kept[i]): kept_features[row] for row, i in enumerate(kept_order)}
+    for i in ended:
+        np.testing.assert_allclose(by_kept[tuple(table[i])], by_note[tuple(table[i])], atol=1e-6)
+
+
+def test_numpy_step_is_the_torch_net_and_restoring_keeps_onsets_and_bounds():
+    torch.manual_seed(0)
+    model = LiveDurationNet(LiveDurationNetConfig(hidden_size=16)).eval()
+    table, _ = as_table(piece(2, groups=50))
+    features, order = causal_features(table)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(features)[None])[0][0, :, 0].numpy()
+    step, state, got = NumpyGRUStep(model), None, []
+    state = step.initial()
+    for row in features:
+        value, state = step(row, state)
+        got.append(value)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    restored = restore_durations(table, model)
+    np.testing.assert_array_equal(restored[:, START], table[:, START])
+    ratio = (restored[:, END] - restored[:, START]) / (table[:, END] - table[:, START])
+    assert (ratio >= np.exp(-0.2) - 1e-9).all() and (ratio <= np.exp(0.2) + 1e-9).all()
+
+
+def test_safe_end_bounds():
+    assert safe_end(0.0, 1.0, 0.2) == pytest.approx(np.exp(-0.2))
+    assert safe_end(0.0, 1.0, 0.2, earliest=0.95) == pytest.approx(0.95)  # never before now
+    assert safe_end(0.0, 1.0, 0.2, earliest=1.5) == 1.0  # too late to move earlier: unchanged
+    assert safe_end(0.0, 0.035, 0.2) == pytest.approx(0.03)  # never under 30 ms
+    assert safe_end(0.0, 1.0, -0.2, latest=1.1) == pytest.approx(1.1)  # never past the same pitch's next onset
+    assert safe_end(0.0, 3.9, -0.2, max_note_s=4.0) == pytest.approx(3.99)
+
+
+@pytest.mark.slow
+def test_data_weight_draws_a_small_folder_more_often_and_eval_scores_the_live_net(tmp_path):
+    from models.data import Corpus
+    from models.errors import ModelError
+    from models.refine.eval import evaluate
+    from models.refine.train import folder_weights, run_train
+
+    big, small = write_corpus(tmp_path / "big", notes_per_piece=120), write_corpus(tmp_path / "small", notes_per_piece=100)
+    corpus = Corpus.load([big, small], cache_dir=tmp_path / "cache", workers=1)
+    weights = folder_weights(corpus.pieces, [big, small], [1.0, 3.0])
+    assert set(weights) == {1.0, 3.0} and len(weights) == len(corpus.pieces)
+    with pytest.raises(ModelError, match="one weight per --data folder"):
+        folder_weights(corpus.pieces, [big, small], [1.0])
+    args = _args("live_duration", big, tmp_path / "run")
+    args.data, args.data_weight = [str(big), str(small)], [1.0, 2.0]
+    assert run_train(args) == 0
+    model = load_checkpoint(tmp_path / "run" / "live_duration.pt", LiveDurationNet)[0]
+    report = evaluate(corpus, live_duration_model=model)
+    for key in ("live_duration_error_ms_before", "live_duration_error_ms_after", "live_phrase_timing_error_ms_after"):
+        assert np.isfinite(report[key]), key
+
+
+def test_beat_grid_tells_a_sequenced_file_from_a_played_one(tmp_path):
+    import mido
+
+    from models.refine.beat_grid import folder_report
+
+    rng = np.random.default_rng(0)
+    for name, jitter in (("grid", 0), ("played", 1)):
+        folder = tmp_path / name
+        folder.mkdir()
+        track = mido.MidiTrack()
+        for i in range(200):
+            delta = 120 + (int(rng.integers(-40, 40)) if jitter else 0)  # 16ths at 480 ticks a beat, or played
+            track.append(mido.Message("note_on", note=60, velocity=64, time=0 if i == 0 else delta // 2))
+            track.append(mido.Message("note_off", note=60, velocity=0, time=delta - delta // 2))
+        mido.MidiFile(tracks=[track], ticks_per_beat=480).save(folder / "a.mid")
+    assert folder_report(tmp_path / "grid")["all"]["on_16th"] == 1.0
+    assert folder_report(tmp_path / "played")["all"]["on_16th"] < 0.5

@@ -75,7 +75,7 @@ def configure_music(parser: argparse.ArgumentParser) -> None:
     voices = list(voice_names())
     a("--model", nargs="+", default=voices, metavar="M",
       help=f"voices to play: {', '.join(voices)} or checkpoint paths (default: all of them)")
-    a("--refine", type=lambda text: tuple(n for n in text.split(",") if n), default=(), metavar="velocity",
+    a("--refine", type=lambda text: tuple(n for n in text.split(",") if n), default=(), metavar="velocity[,duration]",
       help="refiners behind the voices (as play --refine)")
     a("--takes", default=",".join(TAKES), metavar="A,B",
       help=f"comma-separated shipped takes ({', '.join(TAKES)}) or .jsonl files (default: all shipped)")

@@ -87,15 +87,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--profile", default=None, metavar="NAME", help="calibration profile of the performer")
     a("--lookahead", type=float, default=0.2, metavar="S",
       help="generated future kept ahead of the playhead (default 0.2 s; gestures roll it back anyway)")
-    a("--refine", type=refine_arg, default=(), metavar="velocity",
-      help="refiners behind the voice: velocity (the Velocity Net gives the notes their dynamics)")
+    a("--refine", type=refine_arg, default=(), metavar="velocity[,duration]",
+      help="refiners behind the voice: velocity (the Velocity Net gives the notes their dynamics), duration (the Live "
+           "Duration Net sets each note's length as its note-off is made)")
     a("--int8", dest="quantize", action="store_true", help="int8 dynamic quantization of the model's weights on CPU")
     a("--quantize", dest="quantize", action="store_true", help=argparse.SUPPRESS)  # the old name of --int8
     a("--channel", type=int, default=1, help="MIDI channel 1..16 (default 1)")
     a("--monitor", action="store_true", help="live monitor window: camera or XY pad, control bars, piano roll "
       "of the notes sent, status (never slows the engine; headless: says so and plays on)")
     a("--no-realtime", action="store_true",
-      help="do not ask for real-time (SCHED_FIFO) scheduling of the engine threads")
+      help="do not ask for real-time (SCHED_FIFO) scheduling of the engine threads, nor hold the CPUs "
+           "awake (a 0-us wake-up latency request: idle cores poll, drawing more power, so gestures find them awake)")
     # sound without a DAW (instrument/synth.py): a General MIDI synth inside the process
     a("--synth", action="store_true",
       help="also play through the built-in synth (FluidSynth, General MIDI) to the audio system: JACK where "

@@ -2,8 +2,9 @@
 
 The Velocity Net gives each note a velocity from the notes around it (background notes
 softer than the theme); the Duration Net puts onsets and lengths back in place after a
-generator's stretched timing. Both read the whole file, so both run here; live, only
-the Velocity Net runs (`play --refine velocity`).
+generator's stretched timing. Both read the whole file. Live (`play --refine velocity,duration`),
+the Velocity Net runs as it is and the Duration Net's causal sibling, the Live Duration Net,
+sets note lengths only (instrument/refiners.py).
 """
 
 from __future__ import annotations

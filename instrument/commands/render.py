@@ -54,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--key", default=None, metavar="KEY", help="soft key condition, e.g. C:major")
     a("--scale-lock", action="store_true", help="only notes of --key's scale")
     a("--tempo", type=float, default=120.0, metavar="BPM", help="tempo (default 120)")
-    a("--refine", type=refine_arg, default=(), metavar="velocity", help="refiners behind the voice: velocity")
+    a("--refine", type=refine_arg, default=(), metavar="velocity[,duration]",
+      help="refiners behind the voice: velocity, duration")
     a("--mapping", default=None, metavar="TOML", help="mapping file (default: the voice's for --controller-kind)")
     a("--controller-kind", default="replay", choices=KINDS,
       help="whose default mapping the voice plays with when no --mapping is given (default: the session's, else "

@@ -115,7 +115,43 @@ def duration_report(model, test_tables: list[np.ndarray], seed: int = 1234, kind
     return {(key if key.startswith("duration_scored") else prefix + key): value for key, value in report.items()}
 
 
-def evaluate(corpus, velocity_model=None, duration_model=None, stretches: tuple[str, ...] = STRETCH_KINDS) -> dict[str, float]:
+def live_duration_report(model, test_tables: list[np.ndarray], seed: int = 1234, kind: str = "note") -> dict[str, float]:
+    """The live (causal) Duration Net: duration error (ms) of the test pieces stretched by `kind`, before and after.
+
+    The same stretches as `duration_report` (same seed); onsets stay where the stretch put them
+    (live, they are already scheduled), so the timing error pools the unchanged interval error
+    with the restored durations. Keys are prefixed ``live_`` (and the kind, but for "note")."""
+    from models.refine.live_duration import restore_durations
+
+    rng = np.random.default_rng(seed)
+    sums = {"ioi": 0.0, "dur_before": 0.0, "dur_after": 0.0}
+    counts = {"ioi": 0, "dur": 0}
+    for table in test_tables:
+        if len(table) < 2:
+            continue
+        scored = interval_mask(table)
+        stretched, _, _ = stretch(table, rng, kind=kind)
+        restored = restore_durations(stretched, model)
+        (ioi, dur), (ioi_s, dur_s), (_, dur_r) = (intervals_and_durations(t) for t in (table, stretched, restored))
+        sums["ioi"] += np.abs(ioi_s - ioi)[scored].sum()
+        sums["dur_before"] += np.abs(dur_s - dur).sum()
+        sums["dur_after"] += np.abs(dur_r - dur).sum()
+        counts["ioi"] += int(scored.sum())
+        counts["dur"] += len(table)
+    total = max(counts["ioi"] + counts["dur"], 1)
+    before = 1000 * (sums["ioi"] + sums["dur_before"]) / total
+    after = 1000 * (sums["ioi"] + sums["dur_after"]) / total
+    dur_before = 1000 * sums["dur_before"] / max(counts["dur"], 1)
+    dur_after = 1000 * sums["dur_after"] / max(counts["dur"], 1)
+    prefix = "live_" + ("" if kind == "note" else f"{kind}_")
+    return {prefix + "duration_error_ms_before": dur_before, prefix + "duration_error_ms_after": dur_after,
+            prefix + "duration_error_reduction": 1.0 - dur_after / dur_before if dur_before else float("nan"),
+            prefix + "timing_error_ms_before": before, prefix + "timing_error_ms_after": after,
+            prefix + "timing_error_reduction": 1.0 - after / before if before else float("nan")}
+
+
+def evaluate(corpus, velocity_model=None, duration_model=None, stretches: tuple[str, ...] = STRETCH_KINDS,
+             live_duration_model=None) -> dict[str, float]:
     """All figures of the nets given, as one flat dict (the Duration Net's for each stretch kind in `stretches`)."""
     test = [from_piece_array(p.note_array) for p in corpus.split("test")]
     if not test:
@@ -127,6 +163,9 @@ def evaluate(corpus, velocity_model=None, duration_model=None, stretches: tuple[
     if duration_model is not None:
         for kind in stretches:
             report.update(duration_report(duration_model, test, kind=kind))
+    if live_duration_model is not None:
+        for kind in stretches:
+            report.update(live_duration_report(live_duration_model, test, kind=kind))
     return report
 
 
@@ -135,10 +174,17 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``instrument eval refine``."""
     parser.add_argument("--velocity", type=Path, default=None, help="Velocity Net checkpoint (default: the shipped one)")
     parser.add_argument("--duration", type=Path, default=None, help="Duration Net checkpoint (default: the shipped one)")
-    parser.add_argument("--only", choices=["velocity", "duration"], default=None, help="evaluate one net only")
+    parser.add_argument("--live-duration", type=Path, default=None,
+                        help="live (causal) Duration Net checkpoint (default: the shipped one; scored with --only live_duration)")
+    parser.add_argument("--only", choices=["velocity", "duration", "live_duration"], default=None,
+                        help="evaluate one net only (live_duration: only with --only)")
     parser.add_argument("--stretch", choices=["both", *STRETCH_KINDS], default="both",
                         help="duration: score test pieces stretched per note (the study's), per phrase, or both (default: %(default)s)")
-    parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="DIR", help="MIDI folders; the test split is scored")
+    parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="DIR",
+                        help="MIDI folders; the test split is scored (pooled over the folders: give one folder to score it alone)")
+    parser.add_argument("--on-grid", action="store_true",
+                        help="score only the files sequenced on a beat grid: at least 90 %% of their onsets within 10 ms of "
+                             "their 16th-note ticks (models/refine/beat_grid.py)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -153,14 +199,22 @@ def run_eval(args: argparse.Namespace) -> int:
     from models.refine.velocity import VelocityNet
 
     torch.set_num_threads(args.threads)
-    velocity = duration = None
-    if args.only != "duration":
+    from models.refine.live_duration import LiveDurationNet
+
+    velocity = duration = live = None
+    if args.only in (None, "velocity"):
         velocity = load_checkpoint(args.velocity or shipped_checkpoint("velocity"), VelocityNet)[0]
-    if args.only != "velocity":
+    if args.only in (None, "duration"):
         duration = load_checkpoint(args.duration or shipped_checkpoint("duration"), DurationNet)[0]
+    if args.only == "live_duration" or args.live_duration is not None:
+        live = load_checkpoint(args.live_duration or shipped_checkpoint("live_duration"), LiveDurationNet)[0]
     corpus = Corpus.load(args.data, workers=1)
+    if args.on_grid:
+        from models.refine.beat_grid import on_grid_share
+
+        corpus.pieces = [p for p in corpus.pieces if p.split != "test" or on_grid_share(p.path) >= 0.9]
     started = time.perf_counter()
-    report = evaluate(corpus, velocity, duration, STRETCH_KINDS if args.stretch == "both" else (args.stretch,))
+    report = evaluate(corpus, velocity, duration, STRETCH_KINDS if args.stretch == "both" else (args.stretch,), live)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(report))

@@ -65,9 +65,12 @@ def group_stats(table: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
     return {"size": size[groups], "rank": rank, "onset": onset, "group_size": size}
 
 
-def random_windows(lengths: np.ndarray, window: int, count: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-    """`count` (piece index, start) pairs for windows of `window` notes, pieces drawn by their number of windows."""
+def random_windows(lengths: np.ndarray, window: int, count: int, rng: np.random.Generator,
+                   weights: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """`count` (piece index, start) pairs for windows of `window` notes, pieces drawn by their number of windows (times `weights`)."""
     usable = np.maximum(np.asarray(lengths) - window + 1, 0).astype(np.float64)
+    if weights is not None:
+        usable = usable * np.asarray(weights, dtype=np.float64)
     if usable.sum() == 0:
         raise ValueError(f"no piece has {window} notes")
     pieces = rng.choice(len(lengths), size=count, p=usable / usable.sum())

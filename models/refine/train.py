@@ -1,4 +1,4 @@
-"""Train a Refine net: ``instrument train refine --net velocity|duration --data DIR... --out DIR``.
+"""Train a Refine net: ``instrument train refine --net velocity|duration|live_duration --data DIR... --out DIR``.
 
 One page, nanoGPT style. The corpus's notes are turned into per-note features and targets
 once (velocity: the real velocities; duration: the log factors of ``STRETCHED_COPIES``
@@ -7,6 +7,11 @@ takes one AdamW step on the L1 loss; the learning rate warms up then follows a c
 the budget (steps or minutes). Every epoch it scores the whole validation pieces, keeps
 the best weights as ``NAME.pt`` + ``NAME.json``, plots the curves and writes
 ``NAME.resume.pt`` for ``--resume``.
+
+``live_duration`` is the causal Duration Net that runs behind a voice (models/refine/live_duration.py):
+the same stretches, durations only, its features in the order notes end. ``--data-weight`` gives each
+``--data`` folder a weight: its notes are drawn that many times as often (a duration net also gets that
+many times the stretched copies of its pieces), so a small beat-aligned folder counts beside a large one.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import torch
 from models.checkpoint import save_checkpoint
 from models.refine.duration import (FEATURE_SETS, STRETCH_KINDS, DurationNet, DurationNetConfig, duration_features, interval_mask,
                                     intervals_and_durations, stretch)
+from models.refine.live_duration import LiveDurationNet, LiveDurationNetConfig, causal_features
 from models.refine.notes import VELOCITY, from_piece_array, random_windows
 from models.refine.velocity import VelocityNet, VelocityNetConfig, velocity_features
 
@@ -52,7 +58,7 @@ def stretch_kinds(stretch_arg: str) -> tuple[str, ...]:
 
 
 def build_set(net: str, tables: list[np.ndarray], copies: int, seed: int, kinds: tuple[str, ...] = ("note",),
-              feature_set: str = "local", weight_by_seconds: bool = False) -> NoteSet:
+              feature_set: str = "local", weight_by_seconds: bool = False, copies_per_table=None) -> NoteSet:
     """Features and targets of note tables for `net` ("velocity" or "duration"); duration copies cycle through `kinds`.
 
     Duration targets count 1 each, or with `weight_by_seconds` their real length in seconds (capped at
@@ -60,21 +66,50 @@ def build_set(net: str, tables: list[np.ndarray], copies: int, seed: int, kinds:
     """
     features, targets, masks = [], [], []
     rng = np.random.default_rng(seed)
-    for table in tables:
+    for index, table in enumerate(tables):
         if net == "velocity":
             features.append(velocity_features(table))
             targets.append(table[:, VELOCITY:VELOCITY + 1].astype(np.float32))
             masks.append(np.ones((len(table), 1), dtype=np.float32))
             continue
+        if net == "live_duration":  # durations only, in the order the notes end, each target its real length in s
+            weight = (np.minimum(intervals_and_durations(table)[1], MAX_WEIGHT_S) if weight_by_seconds
+                      else np.ones(len(table))).astype(np.float32)
+            for copy in range(copies if copies_per_table is None else int(copies_per_table[index])):
+                stretched, _, log_g = stretch(table, rng, kind=kinds[copy % len(kinds)])
+                feats, order = causal_features(stretched)
+                features.append(feats)
+                targets.append(log_g[order, None].astype(np.float32))
+                masks.append(weight[order, None])
+            continue
         scored = np.stack([interval_mask(table), np.ones(len(table), dtype=bool)], axis=1).astype(np.float32)  # (N, 2)
         if weight_by_seconds:
             scored = scored * np.minimum(np.stack(intervals_and_durations(table), axis=1), MAX_WEIGHT_S).astype(np.float32)
-        for copy in range(copies):
+        for copy in range(copies if copies_per_table is None else int(copies_per_table[index])):
             stretched, log_f, log_g = stretch(table, rng, kind=kinds[copy % len(kinds)])
             features.append(duration_features(stretched, feature_set))
             targets.append(np.stack([log_f, log_g], axis=1).astype(np.float32))
             masks.append(scored)
     return NoteSet(features, targets, masks)
+
+
+def folder_weights(pieces: list, folders: list, weights: list[float] | None) -> np.ndarray:
+    """(P,) the --data-weight of the --data folder each piece came from (1 each without --data-weight)."""
+    if not weights:
+        return np.ones(len(pieces))
+    if len(weights) != len(folders):
+        raise _usage_error(f"--data-weight needs one weight per --data folder: {len(folders)} folders, {len(weights)} weights")
+    if any(w <= 0 for w in weights):
+        raise _usage_error("--data-weight: weights must be > 0")
+    roots = [Path(folder).resolve() for folder in folders]
+    out = np.ones(len(pieces))
+    for i, piece in enumerate(pieces):
+        path = Path(piece.path).resolve()
+        for root, weight in zip(roots, weights):
+            if path == root or root in path.parents:
+                out[i] = weight
+                break
+    return out
 
 
 def loss_of(model: torch.nn.Module, features: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -110,6 +145,8 @@ def new_model(net: str, hidden: int, features: str = "piece", stretch_arg: str =
     """A fresh Velocity or Duration Net of the given width (a Duration Net with its feature set and stretch)."""
     if net == "velocity":
         return VelocityNet(VelocityNetConfig(hidden_size=hidden))
+    if net == "live_duration":
+        return LiveDurationNet(LiveDurationNetConfig(hidden_size=hidden, stretch=stretch_arg))
     return DurationNet(DurationNetConfig(hidden_size=hidden, num_features=FEATURE_SETS[features], features=features, stretch=stretch_arg))
 
 
@@ -131,13 +168,24 @@ def train(args: argparse.Namespace) -> int:
         corpus = Corpus.load(args.data, cache_dir=args.cache_dir, workers=1)
     except FileNotFoundError as err:
         raise _usage_error(f"--data: {err}") from None
-    train_tables = [from_piece_array(p.note_array) for p in corpus.split("train")]
-    valid_tables = [from_piece_array(p.note_array) for p in corpus.split("valid")]
+    train_pieces, valid_pieces = corpus.split("train"), corpus.split("valid")
+    train_tables = [from_piece_array(p.note_array) for p in train_pieces]
+    valid_tables = [from_piece_array(p.note_array) for p in valid_pieces]
     if not train_tables or not valid_tables:
         raise _usage_error(f"--data needs pieces in both train and valid splits; found {len(train_tables)} train, {len(valid_tables)} valid")
     kinds = stretch_kinds(args.stretch)
     by_seconds = args.loss_weight == "seconds"
-    train_set = build_set(args.net, train_tables, STRETCHED_COPIES, args.seed, kinds, args.features, by_seconds)
+    piece_weights = folder_weights(train_pieces, args.data, args.data_weight)  # (P,) how often each piece's notes are drawn
+    if args.net in ("duration", "live_duration"):
+        # a weighted folder gets more stretched copies (as many times STRETCHED_COPIES as its rounded weight), so that
+        # drawing it more often shows new stretches rather than the same ones again; the rest of the weight samples
+        copies = np.maximum(np.round(piece_weights), 1).astype(int)
+        train_set = build_set(args.net, train_tables, STRETCHED_COPIES, args.seed, kinds, args.features, by_seconds,
+                              copies_per_table=STRETCHED_COPIES * copies)
+        row_weights = np.repeat(piece_weights / copies, STRETCHED_COPIES * copies)
+    else:
+        train_set = build_set(args.net, train_tables, STRETCHED_COPIES, args.seed, kinds, args.features, by_seconds)
+        row_weights = piece_weights
     valid_set = build_set(args.net, valid_tables, len(kinds), 10_000 + args.seed, kinds, args.features, by_seconds)
     lengths = np.array([len(f) for f in train_set.features])
     window = int(min(args.window, lengths.max()))
@@ -192,7 +240,7 @@ def train(args: argparse.Namespace) -> int:
             for group in opt.param_groups:
                 group["lr"] = lr
             # ---- forward, backward, clip, step
-            loss = loss_of(model, *train_set.windows(random_windows(lengths, window, args.batch_size, rng), window))
+            loss = loss_of(model, *train_set.windows(random_windows(lengths, window, args.batch_size, rng, row_weights), window))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
@@ -243,8 +291,12 @@ def warm_start(model: torch.nn.Module, path: str) -> dict:
 # ----------------------------------------------------------------------------- CLI
 def configure_train(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``instrument train refine``."""
-    parser.add_argument("--net", required=True, choices=["velocity", "duration"], help="which Refine net")
+    parser.add_argument("--net", required=True, choices=["velocity", "duration", "live_duration"],
+                        help="which Refine net (live_duration: the causal Duration Net behind `play --refine duration`)")
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="MIDI folders (searched recursively); the split comes from each file's path")
+    parser.add_argument("--data-weight", nargs="+", type=float, default=None, metavar="W",
+                        help="one per --data folder: how many times as often its notes are drawn (duration: also that many "
+                             "times the stretched copies); e.g. to give a small beat-aligned folder weight beside a large one")
     parser.add_argument("--out", required=True, metavar="DIR", help="where NAME.pt/.json (best weights), NAME.resume.pt and NAME_loss.png go")
     parser.add_argument("--name", default=None, help="checkpoint base name (default: the net's name)")
     parser.add_argument("--hidden", type=int, default=None, help="GRU width (default: 96 velocity, 64 duration)")
@@ -284,7 +336,8 @@ def _usage_error(message: str) -> Exception:
 def run_train(args: argparse.Namespace) -> int:
     """Entry point of ``instrument train refine``; returns the exit status."""
     if args.hidden is None:
-        args.hidden = VelocityNetConfig.hidden_size if args.net == "velocity" else DurationNetConfig.hidden_size
+        args.hidden = {"velocity": VelocityNetConfig.hidden_size, "duration": DurationNetConfig.hidden_size,
+                       "live_duration": LiveDurationNetConfig.hidden_size}[args.net]
     for name in ("hidden", "window", "epochs", "steps_per_epoch", "batch_size", "threads"):
         if getattr(args, name) < 1:
             raise _usage_error(f"--{name.replace('_', '-')} must be >= 1")
