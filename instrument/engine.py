@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from controllers.frame import ControlFrame
+from instrument import cpu_awake
 from instrument.clock import make_realtime
 from instrument.control_out import ControlOutputs
 from instrument.controls import Controls
@@ -91,6 +92,7 @@ class Engine:
         self.stuck_at_stop = self.ended_by_stop = 0
         self.realtime = False
         self._froze_gc = False
+        self._cpu_awake = None  # the CPU wake-up latency request held while playing (real-time mode)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -102,6 +104,9 @@ class Engine:
         self._poll(0.0)
         self.on_event("start", t0_monotonic=self.t0, model=self.voice.name, device=self.voice.device)
         self.realtime = self.config.realtime and make_realtime(RT_PRIORITY)
+        if self.config.realtime:  # idle CPUs poll instead of sleeping: a gesture finds them awake (cpu_awake.py)
+            self._cpu_awake = cpu_awake.hold()
+            self.on_event("cpu_awake", held=self._cpu_awake.held, message=self._cpu_awake.why)
         if self.config.threaded:
             wake_on_frame = getattr(self.controller, "wake_on_frame", None)
             if wake_on_frame is not None:  # a device thread's new frame wakes the loop: no wait for the next poll
@@ -165,6 +170,9 @@ class Engine:
             except Exception as err:  # noqa: BLE001 - one failing sink must not keep the others sounding
                 self.on_event("sink_error", sink=type(sink).__name__, error=str(err))
         self._flush_frames()
+        if self._cpu_awake is not None:
+            self._cpu_awake.release()
+            self._cpu_awake = None
         if self._froze_gc:  # the process may build another engine (benchmarks, tests): collect as before
             gc.unfreeze()
             self._froze_gc = False
