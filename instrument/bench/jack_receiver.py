@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from instrument.bench.jack_server import _die_with_parent
+from instrument.bench.helper_process import HelperProcess
 
 
 def receive(out: Path, name: str) -> int:
@@ -52,37 +51,13 @@ def receive(out: Path, name: str) -> int:
     return 0
 
 
-class Receiver:
-    """This module's receiver, as a separate process."""
+class Receiver(HelperProcess):
+    """This module's receiver, as a separate process; `finish()` returns {"messages": [[t, byte, ...], ...]}."""
 
     def __init__(self, folder: Path, name: str) -> None:
-        self.out = folder / f"{name}.json"
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, "-m", "instrument.bench.jack_receiver", "--receive", str(self.out),
-                                      "--name", name], stderr=subprocess.PIPE, text=True,
-                                     preexec_fn=_die_with_parent)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Block until the receiver's port exists."""
-        deadline = time.monotonic() + timeout
-        while not (self.out.exists() and self.out.read_text().endswith("\n")):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                why = self.proc.stderr.read() if self.proc.poll() is not None else "timeout"
-                raise RuntimeError(f"the latency receiver did not start: {why}")
-            time.sleep(0.02)
-
-    def finish(self) -> list[list[float]]:
-        """Stop it; every message it received as [t, byte, ...], in arrival order."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        return json.loads(self.out.read_text()).get("messages", [])
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
+        super().__init__("instrument.bench.jack_receiver", ["--receive", str(folder / f"{name}.json"), "--name", name],
+                         folder / f"{name}.json", "latency receiver")
 
 
 def main() -> int:

@@ -195,7 +195,7 @@ def measure(period: int, args: argparse.Namespace, folder: Path) -> dict:
                 wall = time.monotonic() - started
             finally:
                 sink.close()
-            messages = receiver.finish()
+            messages = receiver.finish().get("messages", [])
             probed = machine.finish()
         finally:
             receiver.kill()

@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from instrument.bench.helper_process import HelperProcess
 from instrument.voices.registry import model_help
 
 RESULT_KEYS = ("minutes", "model", "rss_start_mb", "rss_end_mb", "rss_max_mb", "memory_growth_pct",
@@ -172,33 +173,12 @@ def receive(out: Path, name: str) -> int:
     return 0
 
 
-class Receiver:
-    """This module's receiver, as a separate process."""
+class Receiver(HelperProcess):
+    """This module's receiver, as a separate process; `finish()` returns its summary."""
 
     def __init__(self, folder: Path, name: str) -> None:
-        self.out = folder / "receiver.json"
-        self.proc = subprocess.Popen([sys.executable, "-m", "instrument.bench.soak", "--receive", str(self.out),
-                                      "--name", name], stderr=subprocess.PIPE, text=True)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Block until the receiver's port exists."""
-        deadline = time.monotonic() + timeout
-        while not (self.out.exists() and self.out.read_text().endswith("\n")):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the soak receiver did not start: {self.proc.stderr.read() if self.proc.poll() is not None else 'timeout'}")
-            time.sleep(0.02)
-
-    def finish(self) -> dict:
-        """Stop it and return its summary."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        return json.loads(self.out.read_text())
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        out = folder / "receiver.json"
+        super().__init__("instrument.bench.soak", ["--receive", str(out), "--name", name], out, "soak receiver")
 
 
 # ----------------------------------------------------------------------------- the run

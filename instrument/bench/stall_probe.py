@@ -19,14 +19,13 @@ import gc
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from instrument.bench.jack_server import _die_with_parent
+from instrument.bench.helper_process import HelperProcess
 
 PROBE_PRIORITY = 20  # SCHED_FIFO: above JACK (10) and the engine (8, 7), so the engine cannot delay it
 TICK_S = 0.001
@@ -59,34 +58,12 @@ def probe(out: Path, threshold_s: float = THRESHOLD_S) -> int:
     return 0
 
 
-class StallProbe:
-    """This module's probe, as a separate process."""
+class StallProbe(HelperProcess):
+    """This module's probe, as a separate process; `finish()` returns {"stalls": [[start, end], ...], "realtime": bool}."""
 
     def __init__(self, folder: Path) -> None:
-        self.out = folder / "stall-probe.json"
-        self.proc = subprocess.Popen([sys.executable, "-m", "instrument.bench.stall_probe", str(self.out)],
-                                     stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Block until the probe runs."""
-        deadline = time.monotonic() + timeout
-        while not (self.out.exists() and self.out.read_text().endswith("\n")):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                why = self.proc.stderr.read() if self.proc.poll() is not None else "timeout"
-                raise RuntimeError(f"the stall probe did not start: {why}")
-            time.sleep(0.02)
-
-    def finish(self) -> dict:
-        """Stop it; {"stalls": [[start, end], ...], "realtime": bool}."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        return json.loads(self.out.read_text())
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        out = folder / "stall-probe.json"
+        super().__init__("instrument.bench.stall_probe", [str(out)], out, "stall probe")
 
 
 def overlaps(windows_start: np.ndarray, windows_end: np.ndarray, stalls: np.ndarray) -> np.ndarray:
