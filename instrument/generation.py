@@ -33,6 +33,7 @@ and dict operations.
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 from collections import deque
@@ -52,6 +53,9 @@ MAX_MARGIN_S = 0.005  # never delay a gesture's answer by more than this to avoi
 RESTORE_S = 0.0005  # what a restore and the sender's hand-over cost besides the model step
 STEP_MAX_DECAY = 0.999  # per step: a slow step stops setting the margin after a few thousand steps (~30 s)
 RESTART_COST_DECAY = 0.98  # per rollback: an old slow restart stops setting the margin after ~50 rollbacks
+SLOW_STEP_S = 0.020  # a model call this slow is a fault worth a cause in the session log (a step is ~0.4-4 ms)
+SLOW_STEPS_KEPT = 32  # the first slow steps are kept for `bench latency`'s report
+WARM_UP_STEPS = 8  # model calls made (and undone) before playing: the first calls of a path are slow
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,10 @@ class Generation:
         self.step_time = Samples()
         self.rollbacks = self.strikes = self.underruns = self.late = self.opening_delayed = 0
         self.stages = GestureStages()  # gesture stage timing (issue 15)
+        self.slow_steps: list[dict] = []  # the first SLOW_STEPS_KEPT model calls over SLOW_STEP_S, with their cause
+        self.slow_step_count = 0
+        self.late_causes: dict[str, int] = {}  # late messages by cause (the session log says when)
+        self._usage = resource.getrusage(resource.RUSAGE_THREAD)  # this thread's counters at the end of the last fill
         self._stage_epoch, self._stage_steps, self._stage_step_s = 0, 0, 0.0  # rollback awaiting its first note
 
     # ------------------------------------------------------------------ sending thread
@@ -172,6 +180,8 @@ class Generation:
             events = voice.next_events()
             elapsed = time.perf_counter() - started
             self.step_time.add(elapsed)
+            if elapsed > SLOW_STEP_S:
+                self._slow_step(elapsed, on_clock - self.t0)
             # a recent slow step sets the margin, measured on the engine's clock: a render's fake clock never
             # moves during a step, so a render stays the same for a seed whatever the machine's speed
             self._step_max = max(self.clock.now() - on_clock, self._step_max * STEP_MAX_DECAY)
@@ -191,6 +201,41 @@ class Generation:
         checkpoints = self._checkpoints
         while len(checkpoints) > 1 and checkpoints[1].cursor <= now:
             checkpoints.popleft()
+        self._usage = resource.getrusage(resource.RUSAGE_THREAD)  # the future is full: off the gesture's path
+
+    def warm_up(self) -> None:
+        """Run each model path a few times before playing, then undo it: the first calls of a path are slow.
+
+        A live engine calls this once after loading (`build_engine`): the first strike of a session must
+        cost what the thousandth does. The voice is restored, so the music starts where it would have.
+        """
+        voice = self.voice
+        state = voice.snapshot()
+        for _ in range(WARM_UP_STEPS):
+            voice.next_events()
+            if hasattr(voice, "strike"):
+                voice.strike(0.0)
+                voice.next_events()
+        voice.restore(state)
+        self.step_time = Samples()  # the warm-up's steps are not the performance's
+
+    def _slow_step(self, elapsed: float, at: float) -> None:
+        """A model call took over SLOW_STEP_S: say why, from this thread's counters since its last fill ended.
+
+        CPU time close to the step's wall time: the model itself (or the hypervisor slowing the CPU);
+        much less: the thread waited (the GIL held by another thread, or preempted: `preempted` counts
+        involuntary context switches); page faults: memory the step touched had to be (re)mapped.
+        """
+        usage, before = resource.getrusage(resource.RUSAGE_THREAD), self._usage
+        self.slow_step_count += 1
+        cause = {"t": round(at, 3), "ms": round(elapsed * 1e3, 2),
+                 "cpu_ms_since_fill": round((usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime) * 1e3, 2),
+                 "preempted": usage.ru_nivcsw - before.ru_nivcsw, "waits": usage.ru_nvcsw - before.ru_nvcsw,
+                 "minor_faults": usage.ru_minflt - before.ru_minflt, "major_faults": usage.ru_majflt - before.ru_majflt,
+                 "first_after_rollback": self._first_after_rollback}
+        if len(self.slow_steps) < SLOW_STEPS_KEPT:
+            self.slow_steps.append(cause)
+        self.on_event("slow_step", **cause)
 
     # --- gesture stage timing (generation thread) ---------------------------------------------- begin
     def _stage_rollback(self, epoch: int, picked: float) -> None:
@@ -260,10 +305,11 @@ class Generation:
     def _count_late(self, late: int, now: float) -> None:
         """Lateness is a fault with a cause: say which in the session log (at most once a second)."""
         self.late += late
+        cause = ("the model step took longer than the rollback margin" if self._first_after_rollback
+                 else "generation fell behind the playhead (machine too slow or busy)")
+        self.late_causes[cause] = self.late_causes.get(cause, 0) + late
         if now - self._late_logged_at >= 1.0:
             self._late_logged_at = now
-            cause = ("the model step took longer than the rollback margin" if self._first_after_rollback
-                     else "generation fell behind the playhead (machine too slow or busy)")
             self.on_event("late_notes", t=round(now, 3), count=self.late, cause=cause)
 
     def _rollback(self, request: Rollback) -> None:

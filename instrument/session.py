@@ -203,7 +203,8 @@ def build_engine(config: SessionConfig, clock, controller, sinks, *, voice=None,
             sink.send(program, 0.0)
     engine = Engine(voice, controller, mapping, sinks, clock, engine_config(config, threaded=threaded),
                     listens=voice.listens, grid=voice.info.keeps_grid, refiners=refiners, **hooks)
-    if threaded:  # live: no full garbage collection of the model's objects mid-song (Engine.freeze_heap)
+    if threaded:  # live: the first gesture costs what the thousandth does, and no full garbage collection of
+        engine.generation.warm_up()  # the model's objects mid-song (Engine.freeze_heap)
         engine.freeze_heap()
     return engine
 

@@ -204,3 +204,51 @@ def test_a_live_engine_freezes_the_heap_so_no_full_collection_walks_the_model_mi
     finally:
         engine.shutdown()
     assert gc.get_freeze_count() == 0  # a process that builds another engine collects as before
+
+
+class SlowOnceVoice(ScriptVoice):
+    """A ScriptVoice whose `slow_at`-th call waits 30 ms without using the CPU (as a step waiting for the GIL)."""
+
+    def __init__(self, slow_at: int) -> None:
+        super().__init__()
+        self.slow_at, self.calls = slow_at, 0
+
+    def next_events(self):
+        self.calls += 1
+        if self.calls == self.slow_at:
+            time.sleep(0.030)
+        return super().next_events()
+
+
+def test_a_slow_model_call_is_logged_with_what_the_thread_was_doing():
+    events: list[tuple[str, dict]] = []
+    clock = FakeClock(100.0)
+    engine = Engine(SlowOnceVoice(slow_at=12), Frames(clock, [(0.0, 0.5)]), Mapping.default(), [ListSink()], clock,
+                    EngineConfig(threaded=False), on_event=lambda kind, **fields: events.append((kind, fields)))
+    engine.run(duration=4.0)
+    generation = engine.generation
+    assert generation.slow_step_count == 1 and len(generation.slow_steps) == 1
+    slow = generation.slow_steps[0]
+    assert slow["ms"] >= 29.0
+    assert slow["cpu_ms_since_fill"] < slow["ms"] / 2  # it waited: the cause reads as "not the model's compute"
+    assert ("slow_step", slow) in events  # and the session log has it
+
+
+def test_the_warm_up_runs_every_model_path_and_leaves_the_voice_where_it_was():
+    from instrument.session import SessionConfig, open_session_voice
+
+    def first_events(warm: bool) -> list:
+        voice = open_session_voice(SessionConfig(model="seqae", device="cpu", seed=3), 3)
+        clock = FakeClock(100.0)
+        engine = Engine(voice, Frames(clock, [(0.0, 0.5)]), Mapping.default(), [ListSink()], clock,
+                        EngineConfig(threaded=False))
+        strikes = []
+        original = voice.strike
+        voice.strike = lambda *args: (strikes.append(args), original(*args))[1]
+        if warm:
+            engine.generation.warm_up()
+            assert len(strikes) >= 1  # the strike path ran before playing
+            assert engine.generation.step_time.count == 0  # and its steps are not counted as the performance's
+        return [voice.next_events() for _ in range(6)]
+
+    assert first_events(warm=True) == first_events(warm=False)

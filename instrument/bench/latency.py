@@ -61,6 +61,7 @@ from instrument.bench.jack_receiver import Receiver
 from instrument.bench.jack_server import SAMPLE_RATE, JackFor
 from instrument.bench.stall_probe import StallProbe, overlaps, stall_summary
 from instrument.errors import UsageError
+from instrument.generation import SLOW_STEP_S
 
 # Rows of the stage table: (key in Engine.stage_samples, or "delivery"; label)
 STAGES = (("frame_age", "frame age at poll"), ("mapping", "mapping"), ("decision", "rollback decision"),
@@ -231,7 +232,10 @@ def measure(period: int, args: argparse.Namespace, folder: Path) -> dict:
         "jitter_ms": {"p50": stats.get("jitter_p50_ms"), "p99": stats.get("jitter_p99_ms"),
                       "max": stats.get("jitter_max_ms")},
         "step_ms": {"p50": stats.get("step_p50_ms"), "p99": stats.get("step_p99_ms"), "max": stats.get("step_max_ms")},
-        "underruns": engine.underruns, "late": engine.late, "first_notes_late": first_late,
+        "underruns": engine.underruns, "late": engine.late, "late_causes": dict(engine.generation.late_causes),
+        "first_notes_late": first_late,
+        "slow_steps": {"over_ms": SLOW_STEP_S * 1e3, "count": engine.generation.slow_step_count,
+                       "first": list(engine.generation.slow_steps)},
         "first_notes_late_by_ms": percentiles(stages["late_by"][stages["late_by"] > 0]),
         "sent": engine.sent, "received": len(messages),
         "seconds": round(wall, 1),
@@ -354,6 +358,16 @@ def print_run(run: dict) -> None:
     by = f" (late by p50 {_fig(lb['p50'])}, max {_fig(lb['max'])} ms)" if run["first_notes_late"] else ""
     p(f"underruns {run['underruns']}  late {run['late']} messages (must be 0): {run['first_notes_late']} of them "
       f"a gesture's first note{by}")
+    for cause, count in run["late_causes"].items():
+        p(f"  late because {cause}: {count}")
+    slow = run["slow_steps"]
+    if slow["count"]:
+        p(f"slow model calls (> {slow['over_ms']:g} ms): {slow['count']}; the first, with this thread's counters "
+          f"since its previous fill:")
+        for row in slow["first"][:5]:
+            p(f"  t {row['t']:g} s: {row['ms']:g} ms, CPU {row['cpu_ms_since_fill']:g} ms, preempted "
+              f"{row['preempted']}x, page faults {row['minor_faults']}+{row['major_faults']} major"
+              f"{', first after a rollback' if row['first_after_rollback'] else ''}")
     p(f"messages sent {run['sent']}, received {run['received']} (with the final panic); {run['seconds']:g} s")
     m = run["machine_stalls"]
     p(f"machine stalls (a separate probe process oversleeping by > 2 ms): {m['count']} ({m['over_5ms']} over 5 ms, "
