@@ -293,7 +293,7 @@ class Generation:
             self._checkpoints.append(checkpoint)
             self.horizon = self.performer.horizon
         if late:
-            self._count_late(late, gen_now)
+            self._count_late(late, gen_now, opening=messages[0].deadline - restart <= OPENING_S)
         if messages:
             if self._first_after_rollback:  # how long a restart takes here: the next margin covers it
                 cost = gen_now - (restart - self._margin)
@@ -302,11 +302,16 @@ class Generation:
             self.on_pushed(messages[0].deadline)
         return gen_now
 
-    def _count_late(self, late: int, now: float) -> None:
+    def _count_late(self, late: int, now: float, opening: bool) -> None:
         """Lateness is a fault with a cause: say which in the session log (at most once a second)."""
         self.late += late
-        cause = ("the model step took longer than the rollback margin" if self._first_after_rollback
-                 else "generation fell behind the playhead (machine too slow or busy)")
+        if self._first_after_rollback:
+            cause = "the model step took longer than the rollback margin"
+        elif opening:
+            cause = (f"the opening of a regenerated future was made over {OPENING_SPREAD_S * 1e3:g} ms after "
+                     "its time (slow model calls; see slow_step)")
+        else:
+            cause = "generation fell behind the playhead (machine too slow or busy)"
         self.late_causes[cause] = self.late_causes.get(cause, 0) + late
         if now - self._late_logged_at >= 1.0:
             self._late_logged_at = now

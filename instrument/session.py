@@ -26,6 +26,7 @@ from pathlib import Path
 
 from instrument.clock import SystemClock
 from instrument.engine import Engine, EngineConfig
+from instrument.engine_config import GIL_SWITCH_INTERVAL_S
 from instrument.errors import MidiUnavailable, UsageError
 from instrument.midi_out import MidiSink
 from instrument.midi_file import FileSink
@@ -363,7 +364,7 @@ class Session:
     # ------------------------------------------------------------------ running
     def run(self) -> None:
         """Play until the duration, `stop()` or an error (EngineError); always ends silent and recorded."""
-        sys.setswitchinterval(0.0005)  # the sending thread gets the GIL back within 0.5 ms
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # a due note waits at most this for the GIL
         self.engine.run(self.config.duration)
         if self.config.realtime and not self.engine.realtime:
             self.log.event("realtime_unavailable", message="SCHED_FIFO not permitted; running at normal priority")

@@ -252,3 +252,37 @@ def test_the_warm_up_runs_every_model_path_and_leaves_the_voice_where_it_was():
         return [voice.next_events() for _ in range(6)]
 
     assert first_events(warm=True) == first_events(warm=False)
+
+
+class SlowChordVoice(ScriptVoice):
+    """After a restore it strikes a chord whose second note takes its model call 30 ms (on the engine's clock)."""
+
+    def __init__(self, clock) -> None:
+        super().__init__()
+        self.clock, self.chord = clock, 0
+
+    def restore(self, snap) -> None:
+        super().restore(snap)
+        self.chord = 2
+
+    def next_events(self):
+        if self.chord:
+            self.chord -= 1
+            if self.chord == 0:
+                self.clock.advance(0.030)
+            return (Event(EventType.NOTE_ON, 70 + self.chord),)
+        return super().next_events()
+
+
+def test_a_late_opening_is_counted_late_with_its_cause():
+    events: list[tuple[str, dict]] = []
+    clock = FakeClock(100.0)
+    engine = Engine(SlowChordVoice(clock), Frames(clock, [(100.0, 0.5), (102.13, 1.0)]), Mapping.default(),
+                    [ListSink()], clock, EngineConfig(threaded=False),
+                    on_event=lambda kind, **fields: events.append((kind, fields)))
+    engine.run(duration=4.0)
+    # the chord's second note was made 30 ms after its time: more than the opening's 15 ms spread
+    assert engine.rollbacks == 1 and engine.late == 1
+    (cause, count), = engine.generation.late_causes.items()
+    assert count == 1 and cause.startswith("the opening of a regenerated future")
+    assert [fields["cause"] for kind, fields in events if kind == "late_notes"] == [cause]

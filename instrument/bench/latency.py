@@ -60,6 +60,7 @@ from controllers.frame import ControlFrame
 from instrument.bench.jack_receiver import Receiver
 from instrument.bench.jack_server import SAMPLE_RATE, JackFor
 from instrument.bench.stall_probe import StallProbe, overlaps, stall_summary
+from instrument.engine_config import GIL_SWITCH_INTERVAL_S
 from instrument.errors import UsageError
 from instrument.generation import SLOW_STEP_S
 
@@ -185,7 +186,7 @@ def measure(period: int, args: argparse.Namespace, folder: Path) -> dict:
                 controller = SteppedController(clock, args.every, args.warmup, args.gestures)
                 engine = build_engine(config, clock, controller, [sink])
                 switch = sys.getswitchinterval()
-                sys.setswitchinterval(0.0005)  # as `play`: the sending thread gets the GIL back within 0.5 ms
+                sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as `play`
                 started = time.monotonic()
                 try:
                     engine.run(args.warmup + (args.gestures - 1) * args.every + max(args.every, 0.5))
