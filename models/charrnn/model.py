@@ -27,6 +27,13 @@ import torch.nn.functional as F
 
 State = tuple[torch.Tensor, ...]  # LSTM: (h, c), GRU: (h,); each (num_layers, B, hidden)
 
+# Issue #16's candidates, each in its own file; the LSTM and GRU paths below do not use them.
+# attn-lstm: models/charrnn/attention.py; transformer: models/charrnn/transformer.py (hidden = width).
+CORE_CELLS = ("attn-lstm", "transformer")
+CORE_DEFAULTS = {"attn-lstm": {"heads": 4, "window": 32, "ff_size": 0},
+                 "transformer": {"heads": 4, "window": 64, "ff_size": 4}}  # ff_size <= 16: a multiple of the width
+CORE_FIELDS = ("heads", "window", "ff_size")  # not written for lstm/gru: their configs stay as they were
+
 
 @dataclass
 class CharRNNConfig:
@@ -36,13 +43,25 @@ class CharRNNConfig:
     embed_dim: int = 64     # event embedding; 388 classes need few dimensions
     hidden_size: int = 256  # per layer: ~0.3 ms per step on one CPU thread; ~1.6 s per 64x128 train step on one core
     num_layers: int = 2     # 2 layers train in ~90 min on 2 CPU cores; the study used 3 x 512
-    cell: str = "lstm"      # "lstm" or "gru"
+    cell: str = "lstm"      # "lstm", "gru", or issue 16's "attn-lstm" / "transformer" (CORE_CELLS)
     cond_dim: int = 14      # condition vector size (models.conditioning.COND_DIM); 0 = unconditioned baseline
     dropout: float = 0.1    # between recurrent layers and before the output head
+    heads: int = 0          # attn-lstm / transformer only: attention heads (0: the cell's default)
+    window: int = 0         # attn-lstm / transformer only: positions each attention sees, itself included
+    ff_size: int = 0        # transformer only: MLP width (a multiple of hidden_size when <= 16)
 
     def __post_init__(self) -> None:
-        if self.cell not in ("lstm", "gru"):
-            raise ValueError(f"cell must be 'lstm' or 'gru', got {self.cell!r}")
+        if self.cell not in ("lstm", "gru") + CORE_CELLS:
+            raise ValueError(f"cell must be one of {', '.join(('lstm', 'gru') + CORE_CELLS)}, got {self.cell!r}")
+        if self.cell in CORE_CELLS:
+            for name, default in CORE_DEFAULTS[self.cell].items():
+                if not getattr(self, name):
+                    setattr(self, name, default)
+            if 0 < self.ff_size <= 16:
+                self.ff_size *= self.hidden_size
+            if self.heads < 1 or self.hidden_size % self.heads or self.window < 2:
+                raise ValueError(f"{self.cell} needs hidden_size divisible by heads and window >= 2, "
+                                 f"got {self.hidden_size}, {self.heads}, {self.window}")
         for name in ("vocab_size", "embed_dim", "hidden_size", "num_layers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -51,7 +70,11 @@ class CharRNNConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
-        return asdict(self)
+        record = asdict(self)
+        if self.cell not in CORE_CELLS:
+            for name in CORE_FIELDS:
+                record.pop(name)
+        return record
 
 
 class CharRNN(nn.Module):
@@ -63,6 +86,13 @@ class CharRNN(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
+        self.core = None  # lstm/gru: self.rnn; the issue-16 cells: a core with forward/step/init_state
+        if config.cell in CORE_CELLS:
+            self.core = _build_core(config)
+            self.drop = nn.Dropout(config.dropout)
+            self.head = nn.Linear(config.hidden_size, config.vocab_size)
+            nn.init.normal_(self.embed.weight, std=0.1)
+            return
         rnn = nn.LSTM if config.cell == "lstm" else nn.GRU
         self.rnn = rnn(
             input_size=config.embed_dim + config.cond_dim,
@@ -104,7 +134,10 @@ class CharRNN(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """tokens (B, T) long, cond (B, T, C) -> logits (B, T, V) and mean cross-entropy (nats/event) if targets."""
         x = self._inputs(tokens, cond)  # (B, T, E + C)
-        y, _ = self.rnn(x)  # (B, T, H), from the zero state
+        if self.core is not None:
+            y, _ = self.core(x, self.core.init_state(x.size(0), x.device))  # (B, T, H), from the zero state
+        else:
+            y, _ = self.rnn(x)  # (B, T, H), from the zero state
         logits = self.head(self.drop(y))  # (B, T, V)
         loss = None
         if targets is not None:
@@ -116,6 +149,8 @@ class CharRNN(nn.Module):
         """The zero state that ``forward`` starts from: (h, c) for LSTM, (h,) for GRU."""
         if device is None:
             device = self.embed.weight.device  # the embedding is never quantized
+        if self.core is not None:
+            return self.core.init_state(batch_size, device)
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         h = torch.zeros(shape, device=device)
         return (h, torch.zeros(shape, device=device)) if self.config.cell == "lstm" else (h,)
@@ -123,6 +158,9 @@ class CharRNN(nn.Module):
     def step(self, token: torch.Tensor, cond: torch.Tensor | None, state: State) -> tuple[torch.Tensor, State]:
         """One event: token (B,) long, cond (B, C) -> logits (B, V) and a new state (the old one is untouched)."""
         x = self._inputs(token.unsqueeze(1), None if cond is None else cond.unsqueeze(1))  # (B, 1, E + C)
+        if self.core is not None:
+            y, new = self.core.step(x[:, 0], state)  # (B, H)
+            return self.head(self.drop(y)), new
         y, new = self.rnn(x, state if self.config.cell == "lstm" else state[0])  # (B, 1, H)
         logits = self.head(self.drop(y[:, 0]))  # (B, V)
         return logits, (tuple(new) if self.config.cell == "lstm" else (new,))
@@ -130,8 +168,23 @@ class CharRNN(nn.Module):
     def forward_with_state(self, tokens: torch.Tensor, cond: torch.Tensor | None, state: State) -> tuple[torch.Tensor, State]:
         """tokens (B, T), cond (B, T, C), starting from `state` -> logits (B, T, V) and the state after T steps."""
         x = self._inputs(tokens, cond)  # (B, T, E + C)
+        if self.core is not None:
+            y, new = self.core(x, state)  # (B, T, H)
+            return self.head(self.drop(y)), new
         y, new = self.rnn(x, state if self.config.cell == "lstm" else state[0])  # (B, T, H)
         return self.head(self.drop(y)), (tuple(new) if self.config.cell == "lstm" else (new,))
+
+
+def _build_core(config: CharRNNConfig) -> nn.Module:
+    """The attention-LSTM or streaming-transformer core of an issue-16 cell (imported only when used)."""
+    inputs = config.embed_dim + config.cond_dim
+    if config.cell == "attn-lstm":
+        from models.charrnn.attention import AttentionLSTMCore
+
+        return AttentionLSTMCore(inputs, config.hidden_size, config.num_layers, config.heads, config.window, config.dropout)
+    from models.charrnn.transformer import TransformerCore
+
+    return TransformerCore(inputs, config.hidden_size, config.num_layers, config.heads, config.window, config.ff_size, config.dropout)
 
 
 class PackedStep:

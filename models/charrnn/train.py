@@ -41,13 +41,13 @@ __all__ = ["WindowSampler", "configure_charrnn", "main", "parse_arch", "run_char
 
 # ----------------------------------------------------------------------------- helpers
 def parse_arch(text: str) -> tuple[str, int, int]:
-    """'lstm:2x256' -> ('lstm', 2, 256)."""
+    """'lstm:2x256' -> ('lstm', 2, 256); also gru, attn-lstm and transformer (models/charrnn/model.py CORE_CELLS)."""
     try:
         cell, shape = text.lower().split(":")
         layers, hidden = (int(v) for v in shape.split("x"))
         CharRNNConfig(cell=cell, num_layers=layers, hidden_size=hidden)
     except ValueError as err:
-        raise ValueError(f"--arch must look like lstm:2x256 or gru:2x384, got {text!r}") from err
+        raise ValueError(f"--arch must look like lstm:2x256, gru:2x384, attn-lstm:2x256 or transformer:4x128, got {text!r}") from err
     return cell, layers, hidden
 
 
@@ -303,7 +303,8 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="DIR", help="MIDI folders (searched recursively); the split comes from each file's path")
     parser.add_argument("--out", required=True, metavar="DIR", help="where NAME.pt/.json (best weights), NAME.resume.pt and NAME_loss.png go")
     parser.add_argument("--name", default="charrnn", help="checkpoint base name (default: %(default)s)")
-    parser.add_argument("--arch", default="lstm:2x256", help="cell:LAYERSxHIDDEN, lstm or gru (default: %(default)s)")
+    parser.add_argument("--arch", default="lstm:2x256", help="cell:LAYERSxHIDDEN: lstm, gru, attn-lstm (attention over the last 32 top-layer states) or "
+                        "transformer (windowed to 64 positions, ALiBi; HIDDEN is its width) (default: %(default)s)")
     parser.add_argument("--embed-dim", type=int, default=CharRNNConfig.embed_dim, help="event embedding size (default: %(default)s)")
     parser.add_argument("--dropout", type=float, default=CharRNNConfig.dropout, help="dropout (default: %(default)s)")
     parser.add_argument("--unconditioned", action="store_true", help="no condition vector: the plain Char-RNN baseline")
