@@ -244,6 +244,42 @@ def test_voice_strike_answers_with_one_note_in_one_decoder_step_and_replays_exac
     assert voice.next_events() == struck  # a restored strike replays exactly (seeded by step)
 
 
+def test_first_note_on_logits_are_the_decoders_first_step_over_the_note_ons():
+    from models.events import NOTE_OFF_OFFSET
+    from models.seqae.model import first_note_on_logits
+
+    model = tiny_model().eval()
+    code = torch.randn(3, TINY.code_dim)
+    bits = binarize(code)
+    decoder = model.dec_bin
+    start = model.embed.weight[torch.full((3,), model.start_token)]  # (3, E)
+    logits, _ = decoder.step(bits, start, decoder.start(bits)[0])  # (3, V): what `decode` draws its first event from
+    torch.testing.assert_close(first_note_on_logits(model, code), logits[:, NOTE_ON_OFFSET:NOTE_OFF_OFFSET])
+
+
+def test_voice_strike_draws_from_the_kept_distribution_without_a_model_call(monkeypatch):
+    # issue 15: the answer to a gesture costs a 128-way draw; the model ran when the code was decoded
+    import models.seqae.model as seqae_model
+
+    voice = _voice(seed=5, temperature=1.0, key="C", scale_lock=True)
+    voice.next_events()
+
+    def no_model_call(*args, **kwargs):
+        raise AssertionError("a strike on a decoded code must not run the model")
+
+    monkeypatch.setattr(seqae_model, "first_note_on_logits", no_model_call)
+    before = voice.snapshot()
+    pitches = set()
+    for _ in range(20):
+        voice.restore(before)
+        voice.set_controls(_Controls(register=float(48 + len(pitches))))
+        voice.strike()
+        (event,) = voice.next_events()
+        assert event.type == EventType.NOTE_ON
+        pitches.add(event.value)
+    assert all(p % 12 in {0, 2, 4, 5, 7, 9, 11} for p in pitches)  # the scale lock holds for strikes too
+
+
 def test_voice_jump_and_theme_capture_act_once_per_rise():
     voice = _voice(seed=2)
     voice.set_controls(_Controls(flip_rate=0.0))

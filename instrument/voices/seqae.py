@@ -44,6 +44,7 @@ KEY_PULL = 2.0  # logits toward the pitch classes of the key its recent notes fi
 REGISTER_PULL, REGISTER_WIDTH = 1.0, 8.0  # a logit of -1 for a note-on 8 semitones from the requested register
 POSE_JUMP, POSE_CAPTURE = "wave_in", "wave_out"  # the Myo poses that jump and capture the theme
 STRIKE_SEED = 500_009  # offsets a strike's sampler from the subsequence decoded at the same step
+FIRST_NOTES_KEPT = 64  # codes whose first-note distribution is kept for strikes (a rollback reaches ~3 back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class SeqAEVoice:
         self.top_p = float(top_p)
         self.seed = int(seed)
         self.allowed = scale_pitch_classes(key) if (key and scale_lock) else None
+        self._out_of_scale = None if self.allowed is None else np.array([p % 12 not in self.allowed for p in range(128)])
         model = model.eval()
         if self.device == "cpu":
             prepare_cpu()
@@ -99,6 +101,7 @@ class SeqAEVoice:
         self._jump_step = self._capture_step = None  # the step that played it (re-armed if a restore drops it)
         self._jump_level = self._capture_level = 0.0
         self._strike = False
+        self._first_notes: dict[tuple[float, ...], np.ndarray] = {}  # code -> (128,) first-event NOTE_ON logits
 
     # ---------------------------------------------------------------- controls
     def set_controls(self, controls) -> None:
@@ -142,41 +145,68 @@ class SeqAEVoice:
             self.theme = self.theme.capture(code)
             self._capture_armed, self._capture_step = False, state.step
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + state.step)
+        tensor = torch.tensor(code, dtype=torch.float32, device=self.device)[None]  # (1, D)
         with torch.inference_mode():
-            tokens = decode(self.model, torch.tensor(code, dtype=torch.float32, device=self.device)[None], True,
-                            generator, self.temperature, self.top_p, self.allowed,
+            tokens = decode(self.model, tensor, True, generator, self.temperature, self.top_p, self.allowed,
                             self._key_bias(state))[0].tolist()  # (L,) event indices
+        if tuple(code) not in self._first_notes:  # a gesture while this code plays strikes from it at once
+            self._remember_first_notes(tuple(code), tensor)
         events, self._state = self._shape([CODEC.decode(t) for t in tokens], replace(state, code=tuple(code), step=state.step + 1))
         return events
 
     def _strike_note(self, state: WalkState) -> list[Event]:
-        """A gesture's immediate answer in one decoder step: the current code's own first note, under the new controls.
+        """A gesture's immediate answer: the current code's own first note, drawn under the new controls.
 
-        The walk does not advance: the next call decodes the next code's subsequence as usual.
+        The code's first-event distribution over the note-ons was kept when the code was decoded
+        (`first_note_on_logits`), so the answer costs a 128-way draw in numpy, not a model call (one
+        decoder step only for a code not decoded here). The walk does not advance: the next call
+        decodes the next code's subsequence as usual.
         """
-        import torch
-
-        from models.seqae.model import decode
-
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + state.step + STRIKE_SEED)
-        with torch.inference_mode():
-            token = decode(self.model, torch.tensor(state.code, dtype=torch.float32, device=self.device)[None], True,
-                           generator, max(self.temperature, 1e-3), self.top_p, self.allowed, self._key_bias(state),
-                           note_on_only=True)[0, 0].item()
-        events, self._state = self._shape([CODEC.decode(token)], state)
+        logits = self._first_notes.get(state.code)
+        if logits is None:
+            logits = self._remember_first_notes(state.code, None)
+        scores = (logits + self._key_prior(state)) / max(self.temperature, 1e-3)  # (128,)
+        if self._out_of_scale is not None:
+            scores[self._out_of_scale] = -np.inf
+        probs = np.exp(scores - scores.max())
+        order = np.argsort(-probs, kind="stable")  # nucleus: the likeliest until their mass reaches top_p
+        mass = np.cumsum(probs[order]) / probs.sum()
+        keep = order[: int(np.searchsorted(mass, self.top_p)) + 1]
+        rng = np.random.default_rng([self.seed, state.step, STRIKE_SEED])
+        pitch = int(keep[rng.choice(len(keep), p=probs[keep] / probs[keep].sum())])
+        events, self._state = self._shape([Event(EventType.NOTE_ON, pitch)], state)
         return events
 
-    def _key_bias(self, state: WalkState):
-        """(128,) logits for the note-ons: toward the key of its own recent notes (the walk has no key of its own)
-        and, when the register is set, toward pitches near it (in the model's pitch space)."""
+    def _remember_first_notes(self, code: tuple[float, ...], tensor) -> np.ndarray:
+        """(128,) the code's first-event logits over the note-ons, kept for a strike (the last FIRST_NOTES_KEPT codes)."""
         import torch
 
+        from models.seqae.model import first_note_on_logits
+
+        if tensor is None:
+            tensor = torch.tensor(code, dtype=torch.float32, device=self.device)[None]  # (1, D)
+        with torch.inference_mode():
+            logits = first_note_on_logits(self.model, tensor)[0].double().cpu().numpy()  # (128,)
+        self._first_notes[code] = logits
+        while len(self._first_notes) > FIRST_NOTES_KEPT:
+            self._first_notes.pop(next(iter(self._first_notes)))
+        return logits
+
+    def _key_prior(self, state: WalkState) -> np.ndarray:
+        """(128,) logits for the note-ons: toward the key of its own recent notes (the walk has no key of its own)
+        and, when the register is set, toward pitches near it (in the model's pitch space)."""
         hist = state.own_key.key_profile()  # (12,) the key its recent notes fit best
         prior = KEY_PULL * (np.resize(hist, 128) * 12.0 - 1.0)  # (128,)
         if self.register is not None:
             centre = float(self.register) - state.octave
             prior = prior - REGISTER_PULL * ((np.arange(128) - centre) / REGISTER_WIDTH) ** 2
-        return torch.from_numpy(prior.astype(np.float32)).to(self.device)  # (128,) NOTE_ON reshaping
+        return prior
+
+    def _key_bias(self, state: WalkState):
+        """`_key_prior` as a tensor on the model's device: the NOTE_ON reshaping of `decode`."""
+        import torch
+
+        return torch.from_numpy(self._key_prior(state).astype(np.float32)).to(self.device)  # (128,)
 
     def strike(self, after_s: float = 0.0) -> None:
         """A gesture's immediate answer: the next call is one note, the current code's own (one decoder step)."""

@@ -161,13 +161,11 @@ def seqae_losses(model: SeqAE, tokens: torch.Tensor, quantization: float, contin
 @torch.no_grad()
 def decode(model: SeqAE, code: torch.Tensor, binary: bool = True, generator: torch.Generator | None = None,
            temperature: float = 0.0, top_p: float = 1.0, allowed_pitch_classes: frozenset[int] | None = None,
-           note_on_bias: torch.Tensor | None = None, note_on_only: bool = False) -> torch.Tensor:
+           note_on_bias: torch.Tensor | None = None) -> torch.Tensor:
     """Event indices (B, L) decoded from codes (B, D); temperature 0 is greedy, otherwise sampled with `generator`.
 
     `note_on_bias` (128,) reshapes the NOTE_ON distribution (a soft prior toward a key or register the
     walk cannot express) without changing how likely a NOTE_ON is at all: the rhythm stays the model's.
-    `note_on_only` decodes one step, restricted to the NOTE_ON classes: (B, 1), the code's own choice of
-    a first note (a gesture's immediate answer, one decoder step instead of L).
     """
     from models.sampling import sample_token
 
@@ -177,14 +175,10 @@ def decode(model: SeqAE, code: torch.Tensor, binary: bool = True, generator: tor
     hidden = decoder.start(code)[0]  # (B, H)
     table = model.embed.weight  # (V+1, E): rows indexed directly, no module call per step
     token = torch.full((batch,), model.start_token, dtype=torch.long, device=code.device)  # (B,)
-    length = 1 if note_on_only else model.config.seq_len
+    length = model.config.seq_len
     out = torch.empty(batch, length, dtype=torch.long, device=code.device)
     for t in range(length):
         logits, hidden = decoder.step(code, table[token], hidden)  # (B, V)
-        if note_on_only:  # only the NOTE_ON classes keep their logits
-            only = torch.full_like(logits, float("-inf"))  # (B, V)
-            only[:, NOTE_ON_OFFSET:NOTE_OFF_OFFSET] = logits[:, NOTE_ON_OFFSET:NOTE_OFF_OFFSET]
-            logits = only
         if note_on_bias is not None:
             on = logits[:, NOTE_ON_OFFSET:NOTE_OFF_OFFSET]  # (B, 128)
             moved = on + note_on_bias
@@ -197,6 +191,23 @@ def decode(model: SeqAE, code: torch.Tensor, binary: bool = True, generator: tor
                                   for b in range(batch)], dtype=torch.long, device=code.device)
         out[:, t] = token
     return out
+
+
+@torch.no_grad()
+def first_note_on_logits(model: SeqAE, code: torch.Tensor, binary: bool = True) -> torch.Tensor:
+    """(B, 128) logits of each code's first event, restricted to the NOTE_ON classes: a strike's distribution.
+
+    The first event depends on the code alone (the decoder starts from it and from the start token),
+    so a voice computes this once per code, when it decodes it, and a strike needs no model call.
+    """
+    decoder = model.dec_bin if binary else model.dec_real
+    code = binarize(code) if binary else code
+    start = model.embed.weight[model.start_token].expand(code.size(0), -1)  # (B, E)
+    hidden = decoder.start(code)[0]  # (B, H)
+    rnn, head = decoder.rnn, decoder.head
+    hidden = torch.gru_cell(torch.cat([start, code], dim=-1), hidden,
+                            rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0)  # (B, H)
+    return F.linear(hidden, head.weight[NOTE_ON_OFFSET:NOTE_OFF_OFFSET], head.bias[NOTE_ON_OFFSET:NOTE_OFF_OFFSET])
 
 
 # ----------------------------------------------------------------------------- the random walk
