@@ -164,6 +164,32 @@ def test_piece_features_see_a_phrase_stretch_but_not_a_uniform_tempo_change():
     assert not np.allclose(duration_features(stretched, "piece")[:, relative], features[:, relative], atol=1e-2)
 
 
+def test_grid_features_extend_the_piece_set_and_read_note_values_against_the_beat():
+    table, _ = as_table(piece(9, groups=300))  # intervals of 0.25 and 0.5 s: on a beat grid
+    features = duration_features(table, "grid")
+    assert features.shape == (len(table), FEATURE_SETS["grid"]) and np.isfinite(features).all()
+    assert np.allclose(features[:, :FEATURE_SETS["piece"]], duration_features(table, "piece"))
+    new = list(range(FEATURE_SETS["piece"], FEATURE_SETS["grid"]))
+    slower = table.copy()
+    slower[:, START:END + 1] *= 1.15
+    assert np.allclose(duration_features(slower, "grid")[:, new], features[:, new], atol=1e-5)
+    ioi_cos = features[:, FEATURE_SETS["piece"] + 1]  # cos of the interval's phase: 1 on whole note values
+    assert np.mean(ioi_cos > 0.99) > 0.9 and features[0, -2] > 0.95  # and the piece's intervals are sharp on it
+    stretched = stretch(table, np.random.default_rng(3), kind="note")[0]
+    assert duration_features(stretched, "grid")[0, -2] < features[0, -2] - 0.05
+
+
+def test_a_net_warm_started_on_a_wider_feature_set_computes_the_same():
+    from models.refine.train import widened
+
+    torch.manual_seed(0)
+    narrow = DurationNet(DurationNetConfig(num_features=19, features="piece", hidden_size=8, mlp_size=8)).eval()
+    wide = DurationNet(DurationNetConfig(num_features=29, features="grid", hidden_size=8, mlp_size=8)).eval()
+    wide.load_state_dict(widened(narrow.state_dict(), wide.state_dict()))
+    features = torch.from_numpy(duration_features(as_table(piece(4))[0], "grid"))[None]
+    assert torch.allclose(wide(features)[0], narrow(features[..., :19])[0])
+
+
 def test_duration_config_names_its_features_and_stretch_and_an_old_config_keeps_the_first_nets():
     old = DurationNetConfig(num_features=11, hidden_size=64, mlp_size=64)  # a JSON saved before the fields existed
     assert (old.features, old.stretch) == ("local", "note")
@@ -249,6 +275,21 @@ def test_train_writes_a_checkpoint_and_resumes(tmp_path, net, model_class):
         assert (config.stretch, config.features, config.num_features) == ("phrase", "piece", FEATURE_SETS["piece"])
     assert run_train(_args(net, data, out, epochs=3, resume=True)) == 0
     assert torch.load(out / f"{net}.resume.pt", weights_only=True)["step"] == 9
+
+
+@pytest.mark.slow
+def test_duration_warm_start_widens_to_grid_features_and_weights_sequenced_pieces(tmp_path):
+    from models.data import Corpus
+    from models.refine.train import run_train, sequenced_weights
+
+    data = write_corpus(tmp_path / "corpus", notes_per_piece=120)
+    assert run_train(_args("duration", data, tmp_path / "a")) == 0
+    assert run_train(_args("duration", data, tmp_path / "b", features="grid", grid_weight=3, epochs=4,
+                           init_from=tmp_path / "a" / "duration")) == 0
+    _, config, meta = load_checkpoint(tmp_path / "b" / "duration.pt", DurationNet)
+    assert (config.features, config.num_features) == ("grid", FEATURE_SETS["grid"]) and meta["training"]["step"] > 6
+    pieces = Corpus.load([data], cache_dir=tmp_path / "cache", workers=1).split("train")
+    assert np.all(sequenced_weights(pieces, 3.0) == 3.0)  # the synthetic pieces sit on their 16ths
 
 
 @pytest.mark.slow

@@ -15,8 +15,10 @@ from context. Dividing by the predicted factors restores the timing. Two kinds o
 The cues are relative: an interval against its neighbours' median and against the whole
 piece's (its tempo and the phase of its note values), a note's end against the nearest
 onsets and the other notes' ends (pedal lifts end many notes at once), the local legato
-against the piece's. A bidirectional GRU reads them in onset order, so it needs the notes
-around a note on both sides: offline, or over the engine's lookahead live.
+against the piece's, and (feature set "grid") the phases of intervals and durations against the
+piece's beat, which a stretch moves off the whole note values of sequenced music. A bidirectional
+GRU reads them in onset order, so it needs the notes around a note on both sides: offline, or
+over the engine's lookahead live.
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ import torch.nn as nn
 
 from models.refine.notes import END, PITCH, START, as_table, from_table, group_stats, onset_groups
 
-FEATURE_SETS = {"local": 11, "piece": 19}  # columns of duration_features: "local" (the first net's), "piece" adds piece-relative cues
+FEATURE_SETS = {"local": 11, "piece": 19, "grid": 29}  # columns of duration_features: "local" (the first net's), "piece" adds
+# piece-relative cues, "grid" adds the phases of intervals and durations against the piece's beat (each set extends the one before)
 NUM_FEATURES = FEATURE_SETS["local"]
 STRETCH_RANGE = (0.8, 1.2)  # the study's stretch factors
 STRETCH_KINDS = ("note", "phrase")  # independent factor per interval/duration, or one per segment of onset groups
@@ -130,8 +133,10 @@ def duration_features(table: np.ndarray, feature_set: str = "local") -> np.ndarr
         (after < MIN_IOI_S)[groups],
         np.log(local[groups]),
     ]
-    if feature_set == "piece":
+    if feature_set in ("piece", "grid"):
         columns += _piece_columns(after, duration, groups)
+    if feature_set == "grid":
+        columns += _grid_columns(after, duration, groups)
     return np.stack([np.asarray(c, dtype=np.float64) for c in columns], axis=1).astype(np.float32)
 
 
@@ -163,6 +168,37 @@ def _piece_columns(after: np.ndarray, duration: np.ndarray, groups: np.ndarray) 
         (_local_mean(group_duration, LOCAL_GROUPS) - np.median(group_duration))[groups],
         log_duration - np.median(log_duration),
     ]
+
+
+def _grid_columns(after: np.ndarray, duration: np.ndarray, groups: np.ndarray) -> list[np.ndarray]:
+    """10 per-note columns: the phases of the interval and the duration against the piece's beat, and how sharp they are.
+
+    after (G,) interval after each group, duration (N,). Sequenced music has intervals and
+    durations at whole note values (powers of two of a beat, dotted, triplets): its phase
+    log2(value / beat) sits at a few points, and a stretch moves it off them. The beat is the
+    median interval nudged by the circular mean of the intervals' phases (a stretch symmetric in
+    log cancels out over the piece). Two harmonics each (an octave and half an octave: dotted
+    values sit near 0.5 of it); the resultant lengths (0 for played music, near 1 for sequenced)
+    tell the net how much to trust them. Unchanged when the whole piece is played faster or slower.
+    """
+    real = np.where(after >= MIN_IOI_S, after, np.nan)  # (G,)
+    real[-1] = np.nan
+    finite = real[np.isfinite(real)]
+    beat = float(np.median(finite)) if len(finite) else 0.25
+    ioi_sharp = 0.0
+    if len(finite):
+        circle = np.exp(2j * np.pi * np.log2(finite / beat)).mean()  # the intervals' phases on the octave circle
+        beat *= 2.0 ** (np.angle(circle) / (2 * np.pi))
+        ioi_sharp = float(np.abs(circle))
+    near = _local_median(real, LOCAL_GROUPS)
+    after = np.concatenate([after[:-1], near[-1:]])  # the last group: its neighbours' typical interval
+    x_ioi = np.log2(after / beat)[groups]  # (N,)
+    x_dur = np.log2(duration / beat)  # (N,)
+    dur_sharp = float(np.abs(np.exp(2j * np.pi * x_dur).mean()))
+    columns = []
+    for x in (x_ioi, x_dur):
+        columns += [np.sin(2 * np.pi * x), np.cos(2 * np.pi * x), np.sin(4 * np.pi * x), np.cos(4 * np.pi * x)]
+    return columns + [np.full(len(duration), ioi_sharp), np.full(len(duration), dur_sharp)]
 
 
 def _local_mean(values: np.ndarray, half: int) -> np.ndarray:
@@ -203,7 +239,7 @@ class DurationNetConfig:
     num_features: int = NUM_FEATURES  # duration_features columns
     hidden_size: int = 64             # per direction of the bidirectional GRU
     mlp_size: int = 64                # per-note head
-    features: str = "local"           # duration_features set: "local" (11) or "piece" (19)
+    features: str = "local"           # duration_features set: "local" (11), "piece" (19) or "grid" (29)
     stretch: str = "note"             # what it was trained to undo: "note", "phrase" or "both" (half the copies each)
 
     def __post_init__(self) -> None:

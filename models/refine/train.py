@@ -112,6 +112,18 @@ def folder_weights(pieces: list, folders: list, weights: list[float] | None) -> 
     return out
 
 
+def sequenced_weights(pieces: list, weight: float) -> np.ndarray:
+    """(P,) `weight` for the pieces sequenced on their beat grid (>= 90 % of onsets on their 16ths), 1 for the others.
+
+    Reads each MIDI file again for its ticks (models/refine/beat_grid.py): about 0.4 s a piece.
+    """
+    from models.refine.beat_grid import on_grid_share
+
+    if weight <= 0:
+        raise _usage_error("--grid-weight must be > 0")
+    return np.array([weight if on_grid_share(Path(piece.path)) >= 0.9 else 1.0 for piece in pieces])
+
+
 def loss_of(model: torch.nn.Module, features: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """The net's L1 loss (velocity units, or log factor) on a batch."""
     if isinstance(model, VelocityNet):
@@ -176,6 +188,8 @@ def train(args: argparse.Namespace) -> int:
     kinds = stretch_kinds(args.stretch)
     by_seconds = args.loss_weight == "seconds"
     piece_weights = folder_weights(train_pieces, args.data, args.data_weight)  # (P,) how often each piece's notes are drawn
+    if args.grid_weight:
+        piece_weights = np.maximum(piece_weights, sequenced_weights(train_pieces, args.grid_weight))
     if args.net in ("duration", "live_duration"):
         # a weighted folder gets more stretched copies (as many times STRETCHED_COPIES as its rounded weight), so that
         # drawing it more often shows new stretches rather than the same ones again; the rest of the weight samples
@@ -279,13 +293,30 @@ def warm_start(model: torch.nn.Module, path: str) -> dict:
     except (CheckpointError, FileNotFoundError) as err:
         raise _usage_error(f"--init-from: {err}") from None
     try:
-        model.load_state_dict(source.state_dict())
+        model.load_state_dict(widened(source.state_dict(), model.state_dict()))
     except RuntimeError as err:
         raise _usage_error(f"--init-from: {path} does not match --hidden (or --features)") from err
     training = meta.get("training", {})
     step = int(training.get("step", 0))
     return {"step": step, "best": math.inf, "elapsed_s": float(training.get("minutes", 0.0)) * 60,
             "history": list(meta.get("history", [])), "optimizer_start_step": step}
+
+
+def widened(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """source's weights in target's shapes: a tensor narrower in its last dim gets zero columns after its own.
+
+    A Duration Net's feature sets extend each other and the features are the last inputs of both
+    layers that read them (inp: (H, F); head: (M, 2H + F)), so zero columns for the new features
+    give the same net, which then learns to use them. Any other mismatch is left to load_state_dict.
+    """
+    out = {}
+    for key, value in source.items():
+        want = target.get(key)
+        if (want is not None and value.dim() == 2 and want.dim() == 2 and value.shape[0] == want.shape[0]
+                and value.shape[1] < want.shape[1]):
+            value = torch.cat([value, value.new_zeros(value.shape[0], want.shape[1] - value.shape[1])], dim=1)
+        out[key] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -297,14 +328,18 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-weight", nargs="+", type=float, default=None, metavar="W",
                         help="one per --data folder: how many times as often its notes are drawn (duration: also that many "
                              "times the stretched copies); e.g. to give a small beat-aligned folder weight beside a large one")
+    parser.add_argument("--grid-weight", type=float, default=None, metavar="W",
+                        help="duration: a train piece sequenced on its beat grid (>= 90 %% of its onsets on its 16ths) counts at "
+                             "least W (as --data-weight), whatever its folder: the sequenced files of a played folder")
     parser.add_argument("--out", required=True, metavar="DIR", help="where NAME.pt/.json (best weights), NAME.resume.pt and NAME_loss.png go")
     parser.add_argument("--name", default=None, help="checkpoint base name (default: the net's name)")
     parser.add_argument("--hidden", type=int, default=None, help="GRU width (default: 96 velocity, 64 duration)")
     parser.add_argument("--stretch", choices=["note", "phrase", "both"], default="both",
                         help="duration: the stretches to learn to undo: a factor per interval and duration (the study's), "
                              "per phrase of 4-32 onset groups, or half of each (default: %(default)s)")
-    parser.add_argument("--features", choices=["local", "piece"], default="piece",
-                        help="duration: the first net's 11 local features, or 19 with cues against the whole piece (default: %(default)s)")
+    parser.add_argument("--features", choices=list(FEATURE_SETS), default="piece",
+                        help="duration: the first net's 11 local features, 19 with cues against the whole piece, or 29 with the "
+                             "phases against the piece's beat (default: %(default)s; --init-from a net of a smaller set widens it)")
     parser.add_argument("--loss-weight", choices=["count", "seconds"], default="seconds",
                         help="duration: every interval and duration counts 1, or its length in seconds, as the eval's ms error "
                              "counts it (default: %(default)s)")
