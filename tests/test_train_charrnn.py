@@ -122,8 +122,10 @@ def test_windows_carry_the_conditions_of_their_own_events(corpus_dir):
 
 def test_parse_arch():
     assert parse_arch("gru:3x384") == ("gru", 3, 384)
-    with pytest.raises(ValueError):
-        parse_arch("transformer:2x256")
+    assert parse_arch("transformer:2x192") == ("transformer", 2, 192)  # the issue-16 candidates are archs too
+    for bad in ("mamba:2x256", "lstm:2", "gru:0x256"):
+        with pytest.raises(ValueError):
+            parse_arch(bad)
 
 
 def _ddp_worker(rank, world, port, corpus_dir, out, cache):
