@@ -145,12 +145,12 @@ class SeqAEVoice:
             self.theme = self.theme.capture(code)
             self._capture_armed, self._capture_step = False, state.step
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + state.step)
-        tensor = torch.tensor(code, dtype=torch.float32, device=self.device)[None]  # (1, D)
+        first: list = []  # the first step's NOTE_ON logits: a gesture while this code plays strikes from them
         with torch.inference_mode():
-            tokens = decode(self.model, tensor, True, generator, self.temperature, self.top_p, self.allowed,
-                            self._key_bias(state))[0].tolist()  # (L,) event indices
-        if tuple(code) not in self._first_notes:  # a gesture while this code plays strikes from it at once
-            self._remember_first_notes(tuple(code), tensor)
+            tokens = decode(self.model, torch.tensor(code, dtype=torch.float32, device=self.device)[None], True,
+                            generator, self.temperature, self.top_p, self.allowed, self._key_bias(state),
+                            first_note_ons=first)[0].tolist()  # (L,) event indices
+        self._keep_first_notes(tuple(code), first[0][0].double().cpu().numpy())
         events, self._state = self._shape([CODEC.decode(t) for t in tokens], replace(state, code=tuple(code), step=state.step + 1))
         return events
 
@@ -163,8 +163,14 @@ class SeqAEVoice:
         decodes the next code's subsequence as usual.
         """
         logits = self._first_notes.get(state.code)
-        if logits is None:
-            logits = self._remember_first_notes(state.code, None)
+        if logits is None:  # a code not decoded here (the walk's start): one decoder step
+            import torch
+
+            from models.seqae.model import first_note_on_logits
+
+            with torch.inference_mode():
+                code = torch.tensor(state.code, dtype=torch.float32, device=self.device)[None]  # (1, D)
+                logits = self._keep_first_notes(state.code, first_note_on_logits(self.model, code)[0].double().cpu().numpy())
         scores = (logits + self._key_prior(state)) / max(self.temperature, 1e-3)  # (128,)
         if self._out_of_scale is not None:
             scores[self._out_of_scale] = -np.inf
@@ -177,16 +183,8 @@ class SeqAEVoice:
         events, self._state = self._shape([Event(EventType.NOTE_ON, pitch)], state)
         return events
 
-    def _remember_first_notes(self, code: tuple[float, ...], tensor) -> np.ndarray:
-        """(128,) the code's first-event logits over the note-ons, kept for a strike (the last FIRST_NOTES_KEPT codes)."""
-        import torch
-
-        from models.seqae.model import first_note_on_logits
-
-        if tensor is None:
-            tensor = torch.tensor(code, dtype=torch.float32, device=self.device)[None]  # (1, D)
-        with torch.inference_mode():
-            logits = first_note_on_logits(self.model, tensor)[0].double().cpu().numpy()  # (128,)
+    def _keep_first_notes(self, code: tuple[float, ...], logits: np.ndarray) -> np.ndarray:
+        """Keep a code's (128,) first-event NOTE_ON logits for strikes (the last FIRST_NOTES_KEPT codes)."""
         self._first_notes[code] = logits
         while len(self._first_notes) > FIRST_NOTES_KEPT:
             self._first_notes.pop(next(iter(self._first_notes)))

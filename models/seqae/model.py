@@ -161,11 +161,13 @@ def seqae_losses(model: SeqAE, tokens: torch.Tensor, quantization: float, contin
 @torch.no_grad()
 def decode(model: SeqAE, code: torch.Tensor, binary: bool = True, generator: torch.Generator | None = None,
            temperature: float = 0.0, top_p: float = 1.0, allowed_pitch_classes: frozenset[int] | None = None,
-           note_on_bias: torch.Tensor | None = None) -> torch.Tensor:
+           note_on_bias: torch.Tensor | None = None, first_note_ons: list | None = None) -> torch.Tensor:
     """Event indices (B, L) decoded from codes (B, D); temperature 0 is greedy, otherwise sampled with `generator`.
 
     `note_on_bias` (128,) reshapes the NOTE_ON distribution (a soft prior toward a key or register the
     walk cannot express) without changing how likely a NOTE_ON is at all: the rhythm stays the model's.
+    `first_note_ons`, when given, receives the first step's unbiased NOTE_ON logits (B, 128): what
+    `first_note_on_logits` computes, here at no extra cost (a voice keeps them for strikes).
     """
     from models.sampling import sample_token
 
@@ -179,6 +181,8 @@ def decode(model: SeqAE, code: torch.Tensor, binary: bool = True, generator: tor
     out = torch.empty(batch, length, dtype=torch.long, device=code.device)
     for t in range(length):
         logits, hidden = decoder.step(code, table[token], hidden)  # (B, V)
+        if t == 0 and first_note_ons is not None:
+            first_note_ons.append(logits[:, NOTE_ON_OFFSET:NOTE_OFF_OFFSET])
         if note_on_bias is not None:
             on = logits[:, NOTE_ON_OFFSET:NOTE_OFF_OFFSET]  # (B, 128)
             moved = on + note_on_bias
