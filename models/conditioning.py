@@ -273,9 +273,13 @@ def condition_vector(
     density: float | None = None,
     key_histogram: Sequence[float] | None = None,
     spec: ConditionSpec = DEFAULT_SPEC,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(14,) float32 vector from live controls (MIDI pitch, note-ons/s, 12 weights); None -> corpus medians / uniform."""
-    vec = np.empty(COND_DIM, dtype=np.float32)
+    """(14,) float32 vector from live controls (MIDI pitch, note-ons/s, 12 weights); None -> corpus medians / uniform.
+
+    `out`: a (14,) float32 array to write into (a live voice's condition tensor, seen through numpy).
+    """
+    vec = np.empty(COND_DIM, dtype=np.float32) if out is None else out
     vec[REGISTER] = spec.norm_register(spec.default_register if register is None else register)
     vec[DENSITY] = spec.norm_density(spec.default_density if density is None else density)
     if key_histogram is None:

@@ -12,22 +12,23 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from models.events import NOTE_OFF_OFFSET, NOTE_ON_OFFSET
 
 
 @lru_cache(maxsize=64)
-def forbidden_note_ons(vocab_size: int, allowed_pitch_classes: frozenset[int] | None, pitch_range: tuple[int, int] | None) -> torch.Tensor | None:
-    """(V,) bool mask of the NOTE_ON events the constraints forbid, or None when nothing is forbidden."""
+def forbidden_pitches(allowed_pitch_classes: frozenset[int] | None, pitch_range: tuple[int, int] | None) -> np.ndarray | None:
+    """(128,) bool mask of the pitches the constraints forbid (read-only), or None when nothing is forbidden."""
     if allowed_pitch_classes is None and pitch_range is None:
         return None
-    pitches = torch.arange(NOTE_OFF_OFFSET - NOTE_ON_OFFSET)  # (128,)
-    bad = torch.zeros(128, dtype=torch.bool)
+    pitches = np.arange(NOTE_OFF_OFFSET - NOTE_ON_OFFSET)  # (128,)
+    bad = np.zeros(128, dtype=bool)
     if allowed_pitch_classes is not None:
         if not all(isinstance(pc, int) and 0 <= pc < 12 for pc in allowed_pitch_classes):
             raise ValueError(f"allowed_pitch_classes must be integers 0..11, got {sorted(allowed_pitch_classes)}")
-        allowed = torch.zeros(12, dtype=torch.bool)
+        allowed = np.zeros(12, dtype=bool)
         allowed[list(allowed_pitch_classes)] = True
         bad |= ~allowed[pitches % 12]
     if pitch_range is not None:
@@ -35,8 +36,18 @@ def forbidden_note_ons(vocab_size: int, allowed_pitch_classes: frozenset[int] | 
         if not 0 <= low <= high <= 127:
             raise ValueError(f"pitch_range must be (low, high) with 0 <= low <= high <= 127, got {pitch_range}")
         bad |= (pitches < low) | (pitches > high)
+    bad.flags.writeable = False  # shared through the cache
+    return bad
+
+
+@lru_cache(maxsize=64)
+def forbidden_note_ons(vocab_size: int, allowed_pitch_classes: frozenset[int] | None, pitch_range: tuple[int, int] | None) -> torch.Tensor | None:
+    """(V,) bool mask of the NOTE_ON events the constraints forbid, or None when nothing is forbidden."""
+    bad = forbidden_pitches(allowed_pitch_classes, pitch_range)
+    if bad is None:
+        return None
     mask = torch.zeros(vocab_size, dtype=torch.bool)
-    mask[NOTE_ON_OFFSET:NOTE_OFF_OFFSET] = bad
+    mask[NOTE_ON_OFFSET:NOTE_OFF_OFFSET] = torch.from_numpy(bad.copy())
     return mask
 
 
@@ -69,3 +80,34 @@ def sample_token(
         choice = torch.multinomial(sorted_probs.cpu(), 1, generator=generator)
         return int(order[choice.to(order.device)])
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+
+
+def sample_pitch(
+    note_on_logits: np.ndarray,
+    uniform: float,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    forbidden: np.ndarray | None = None,
+) -> int:
+    """Draw a pitch from NOTE_ON logits (128,) with one uniform in [0, 1): `sample_token`'s rule restricted to note-ons.
+
+    A gesture's strike needs only which pitch: a 128-way draw in numpy costs a tenth of a 388-way
+    torch sample on a cold thread. Same temperature and nucleus (top-p) as `sample_token`.
+    """
+    scores = np.asarray(note_on_logits, dtype=np.float64)  # (128,), a copy when it was float32
+    if forbidden is not None:
+        scores = np.where(forbidden, -np.inf, scores)
+    if temperature == 0:
+        return int(np.argmax(scores))
+    top = scores.max()
+    if not np.isfinite(top):
+        raise ValueError("no pitch is allowed: every note-on logit is -inf")
+    probs = np.exp((scores - top) / temperature)  # (128,) unnormalized
+    order = np.argsort(-probs, kind="stable")
+    mass = np.cumsum(probs[order])  # (128,)
+    if top_p < 1.0:  # nucleus: keep the likeliest until the mass before one already reaches top_p
+        kept = int(np.count_nonzero(mass - probs[order] < top_p * mass[-1]))
+    else:
+        kept = int(np.count_nonzero(probs))
+    choice = int(np.searchsorted(mass[:kept], uniform * mass[kept - 1], side="right"))
+    return int(order[min(choice, kept - 1)])

@@ -1,10 +1,11 @@
 """Sampling: pure, seeded, and the scale lock and pitch clamp are hard constraints."""
+import numpy as np
 import pytest
 import torch
 
 from models.keys import scale_pitch_classes
 from models.events import CODEC, Event, EventType
-from models.sampling import sample_token
+from models.sampling import forbidden_pitches, sample_pitch, sample_token
 
 NOTE_OFF_60 = CODEC.encode(Event(EventType.NOTE_OFF, 60))
 
@@ -62,3 +63,30 @@ def test_invalid_arguments():
     for kw in ({"temperature": -1}, {"top_p": 0.0}, {"top_p": 1.5}, {"pitch_range": (80, 40)}, {"allowed_pitch_classes": frozenset({12})}):
         with pytest.raises(ValueError):
             sample_token(torch.zeros(388), g, **kw)
+
+
+def test_sample_pitch_draws_what_sample_token_draws_restricted_to_note_ons():
+    """A strike's 128-way numpy draw is `sample_token`'s distribution with every other event masked."""
+    rng = np.random.default_rng(0)
+    note_ons = rng.normal(size=128).astype(np.float32) * 2.5
+    logits = torch.full((388,), float("-inf"))
+    logits[:128] = torch.from_numpy(note_ons)
+    n = 60000
+    for temperature, top_p in ((1.0, 0.95), (0.7, 0.8), (1.3, 1.0)):
+        ours = np.bincount([sample_pitch(note_ons, rng.random(), temperature, top_p) for _ in range(n)], minlength=128)
+        theirs = np.bincount(draws(logits, 5, n=n, temperature=temperature, top_p=top_p), minlength=388)[:128]
+        assert set(np.flatnonzero(ours)) == set(np.flatnonzero(theirs))  # the same nucleus
+        assert np.abs(ours / n - theirs / n).max() < 0.01
+
+
+def test_sample_pitch_keeps_the_nucleus_the_forbidden_pitches_and_argmax():
+    note_ons = np.full(128, -30.0, dtype=np.float32)
+    note_ons[[60, 64, 67]] = np.log([0.5, 0.3, 0.2])
+    assert {sample_pitch(note_ons, u, top_p=0.7) for u in np.linspace(0, 0.999999, 200)} == {60, 64}
+    assert {sample_pitch(note_ons, u) for u in np.linspace(0, 0.999999, 200)} >= {60, 64, 67}
+    forbidden = forbidden_pitches(scale_pitch_classes("C:major"), (62, 66))
+    drawn = {sample_pitch(np.zeros(128, np.float32), u, forbidden=forbidden) for u in np.linspace(0, 0.999999, 500)}
+    assert drawn == {62, 64, 65}  # D, E, F: in C major and in the range
+    assert sample_pitch(note_ons, 0.3, temperature=0) == 60
+    with pytest.raises(ValueError):
+        sample_pitch(np.full(128, -np.inf), 0.5)

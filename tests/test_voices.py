@@ -110,6 +110,47 @@ def test_strike_makes_the_next_event_a_note_on():
         assert event.type == EventType.NOTE_ON
 
 
+def test_a_strike_is_one_model_step_and_a_numpy_draw_that_keeps_the_scale_lock(monkeypatch):
+    """A gesture's answer: one step, then a 128-way draw (never the 388-way torch sampler), in the locked scale."""
+    from models.keys import scale_pitch_classes
+
+    voice = StreamingVoice(tiny_model(), seed=3, key="D:major", scale_lock=True)
+    for _ in range(20):
+        voice.next_events()
+    steps = []
+    step = voice._step
+    monkeypatch.setattr(voice, "_step", lambda *args: steps.append(1) or step(*args))
+    monkeypatch.setattr(voice, "_sample", lambda *args: (_ for _ in ()).throw(AssertionError("torch sampler on a strike")))
+    allowed = scale_pitch_classes("D:major")
+    for register in (40.0, 60.0, 84.0):
+        voice.set_controls(Controls(register=register, density=4.0))
+        voice.strike()
+        event, = voice.next_events()
+        assert event.type == EventType.NOTE_ON and event.value % 12 in allowed
+    assert len(steps) == 3
+
+
+def test_the_condition_follows_the_own_key_from_the_step_after_a_note_on():
+    """The own-key condition is rebuilt before the next step, not on the note-on's path: same values either way."""
+    from models.conditioning import condition_vector
+
+    voice = StreamingVoice(tiny_model(), seed=6)
+    voice.set_controls(Controls(register=64.0, density=3.0))
+    for _ in range(200):
+        voice.next_events()
+        if voice._cond_stale:
+            break
+    assert voice._cond_stale  # a note-on was drawn: the condition is owed
+    own_key = voice._pitch_classes  # it counts the note-on just drawn
+    conds = []
+    step = voice._step
+    voice._step = lambda token, cond, state: conds.append(cond.clone()) or step(token, cond, state)
+    voice.next_events()
+    expected = condition_vector(64.0, 3.0, own_key.histogram(), voice.spec)
+    assert np.allclose(conds[0][0].numpy(), expected, atol=1e-6)
+    assert not np.allclose(expected[2:], 1.0 / 12)
+
+
 def test_char_rnn_releases_a_note_it_forgot():
     voice = StreamingVoice(tiny_model(), seed=2)
     forgotten = _open_after((), Event(EventType.NOTE_ON, 60))

@@ -3,6 +3,7 @@ and, where the event is drawn, by the small logit biases of `steering.py` (regis
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from instrument.controls import Controls
@@ -64,9 +65,11 @@ class StreamingVoice:
                  spec: ConditionSpec = DEFAULT_SPEC, quantize: bool = False, cuda_graph: bool = True,
                  pitch_range: tuple[int, int] | None = None, name: str = "charrnn",
                  steering: steer.SteeringConfig | None = steer.DEFAULT_STEERING) -> None:
-        from models.sampling import sample_token  # imported here so the engine can run without torch models
+        from models.sampling import forbidden_pitches, sample_pitch, sample_token  # the engine runs without torch models
 
         self._sample = sample_token
+        self._sample_pitch = sample_pitch
+        self._strike_rng = np.random.default_rng([int(seed), STRIKE_SEED])  # a strike's one uniform, in numpy
         self.name = name
         self.device = resolve_device(device)
         self.temperature = float(temperature)
@@ -74,6 +77,7 @@ class StreamingVoice:
         self.spec = spec
         self.pitch_range = pitch_range
         self.allowed = scale_pitch_classes(key) if (key and scale_lock) else None
+        self._forbidden = forbidden_pitches(self.allowed, pitch_range)  # (128,) bool or None, for strikes
         self.key_histogram = key_histogram(key) if key else None  # --key: a fixed soft key condition
         model = model.eval()
         if self.device == "cpu":
@@ -93,6 +97,8 @@ class StreamingVoice:
         self._rng = torch.Generator().manual_seed(int(seed))
         self._token = torch.zeros(1, dtype=torch.long, device=self.device)  # (1,)
         self._cond = torch.zeros(1, cond_dim, device=self.device) if cond_dim else None  # (1, C)
+        # on the CPU a gesture's new condition is written straight into the tensor, through numpy
+        self._cond_values = self._cond[0].numpy() if (cond_dim and self.device == "cpu") else None  # (C,) view
         self._state = model.init_state(1, device=self.device)
         self._last = CODEC.encode(Event(EventType.VELOCITY, velocity_to_bin(80)))  # a neutral first input
         # Without --key the key condition follows the voice's own recent notes (a decaying pitch-class count
@@ -106,6 +112,9 @@ class StreamingVoice:
         self._rate_window_s = (steering or steer.DEFAULT_STEERING).rate_window_s
         self._rate = steer.OnsetRate()  # its own recent onset rate, part of the state
         self._register_window = None  # (128,) numpy NOTE_ON bias of the current register, or None
+        active = steering is not None and steering.register_strength > 0
+        self._register_windows = steer.register_windows(steering.register_width, steering.register_strength) \
+            if active else None  # (513, 128): every quarter-semitone register's window, indexed by a gesture
         self._step = model.step
         if self.device == "cpu" and not quantize and model.config.cell == "lstm":
             from models.charrnn.model import PackedStep
@@ -119,11 +128,10 @@ class StreamingVoice:
         """Rebuild the condition vector from register, density and key (own recent notes when no key is set)."""
         self._controls = controls
         self._cond_stale = False
-        steering = self.steering
-        if steering is not None and controls.register is not None and steering.register_strength > 0:
-            # quarter-semitone grid: a hand that trembles reuses the cached bias
-            self._register_window = steer.register_window(round(float(controls.register) * 4.0) / 4.0,
-                                                          steering.register_width, steering.register_strength)
+        if self._register_windows is not None and controls.register is not None:
+            # the quarter-semitone grid: a table row, not a computation, on a gesture's path
+            quarter = min(max(round(float(controls.register) * 4.0), 0), steer.REGISTER_QUARTERS - 1)
+            self._register_window = self._register_windows[quarter]
         else:
             self._register_window = None
         if self._cond is None:
@@ -131,8 +139,10 @@ class StreamingVoice:
         hist = controls.key_histogram if controls.key_histogram is not None else self.key_histogram
         if hist is None:
             hist = self._pitch_classes.histogram()
-        vec = condition_vector(controls.register, controls.density, hist, self.spec)  # (14,)
-        self._cond.copy_(torch.from_numpy(vec).unsqueeze(0))
+        if self._cond_values is not None:
+            condition_vector(controls.register, controls.density, hist, self.spec, out=self._cond_values)  # (14,)
+        else:
+            self._cond.copy_(torch.from_numpy(condition_vector(controls.register, controls.density, hist, self.spec)))
 
     def strike(self, after_s: float = 0.0) -> None:
         """The next event is a note-on, drawn from the model's own distribution restricted to note-ons."""
@@ -149,14 +159,15 @@ class StreamingVoice:
         logits = logits[0]
         if logits.device.type != "cpu":
             logits = logits.float().cpu()
-        if self.steering is not None:
-            logits = self._steer(logits, self._strike)
         if self._strike:
             self._strike = False
-            logits = logits.masked_fill(_NOT_NOTE_ON, float("-inf"))
-        elif self._open and self._open[0][1] > RELEASE_AFTER_S:
-            logits = self._release_old_notes(logits)
-        index = self._sample(logits, self._rng, self.temperature, self.top_p, self.allowed, self.pitch_range)
+            index = NOTE_ON_OFFSET + self._strike_pitch(logits)
+        else:
+            if self.steering is not None:
+                logits = self._steer(logits)
+            if self._open and self._open[0][1] > RELEASE_AFTER_S:
+                logits = self._release_old_notes(logits)
+            index = self._sample(logits, self._rng, self.temperature, self.top_p, self.allowed, self.pitch_range)
         self._last = int(index)
         event = _EVENTS[self._last]
         self._open = _open_after(self._open, event)
@@ -166,20 +177,29 @@ class StreamingVoice:
             self._rate = steer.rate_after_note_on(self._rate)
         if event.type == EventType.NOTE_ON and self.key_histogram is None:
             self._pitch_classes = self._pitch_classes.add(event.value)
-            if self._cond is not None:  # ~10 us a note-on: the condition stays a function of the state
-                self.set_controls(self._controls)
+            # the condition stays a function of the state: rebuilt before the next step, not here,
+            # so a strike's note-on leaves without waiting for it
+            self._cond_stale = self._cond is not None
         return (event,)
 
-    def _steer(self, logits: torch.Tensor, strike: bool = False) -> torch.Tensor:
-        """The logits (388,) plus the pitch and density biases of `steering.py` (a new tensor).
+    def _strike_pitch(self, logits: torch.Tensor) -> int:
+        """A strike's pitch: the model's NOTE_ON logits under the steering's pitch biases, drawn in numpy.
 
-        A strike keeps only the NOTE_ONs: only which pitch matters, so only the pitch biases are added
-        (the same note-on distribution, at a fraction of the cost of a gesture's answer).
+        Only which pitch matters, so only the pitch biases apply (the same note-on distribution as
+        masking a full step's logits), and the 128-way draw costs a fraction of a 388-way torch
+        sample on a gesture's cold path.
         """
+        note_ons = logits.numpy()[NOTE_ON_OFFSET:NOTE_OFF_OFFSET]  # (128,) view, never written
+        if self.steering is not None:
+            bias = self._pitch_bias(note_ons)
+            if bias is not None:
+                note_ons = note_ons + bias
+        uniform = self._strike_rng.random()
+        return self._sample_pitch(note_ons, uniform, self.temperature, self.top_p, self._forbidden)
+
+    def _pitch_bias(self, note_ons: np.ndarray) -> np.ndarray | None:
+        """(128,) NOTE_ON bias of the register window, the clash penalty and the register tilt, or None."""
         steering = self.steering
-        logits = logits.clone()
-        values = logits.numpy()  # (388,) float32 view: writing into it writes into `logits`
-        note_ons = values[NOTE_ON_OFFSET:NOTE_OFF_OFFSET]  # (128,) view
         pitch_bias = self._register_window  # (128,) or None; shared, never written
         if self._open and steering.clash_penalty > 0:
             clash = steer.clash_bias(steer.pitch_class_mask(p for p, _ in self._open), steering.clash_penalty)
@@ -189,10 +209,15 @@ class StreamingVoice:
             biased = note_ons if pitch_bias is None else note_ons + pitch_bias
             tilt = steer.register_tilt(biased, float(register), steering.register_tolerance, steering.register_max_tilt)
             pitch_bias = tilt if pitch_bias is None else pitch_bias + tilt
-        if strike:
-            if pitch_bias is not None:
-                note_ons += pitch_bias  # a constant shift would not change the note-ons' shares
-            return logits
+        return pitch_bias
+
+    def _steer(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits (388,) plus the pitch and density biases of `steering.py` (a new tensor)."""
+        steering = self.steering
+        logits = logits.clone()
+        values = logits.numpy()  # (388,) float32 view: writing into it writes into `logits`
+        note_ons = values[NOTE_ON_OFFSET:NOTE_OFF_OFFSET]  # (128,) view
+        pitch_bias = self._pitch_bias(note_ons)
         if pitch_bias is not None:
             note_ons += steer.keep_mass(note_ons, pitch_bias) if steering.keep_note_on_mass else pitch_bias
         density = self._controls.density
@@ -240,6 +265,7 @@ class StreamingVoice:
         self._cond_stale = self.key_histogram is None
 
 
+STRIKE_SEED = 7331  # a strike's draws come from their own stream of the voice's seed
 RELEASE_AFTER_S = 1.2  # real notes (pedal applied) are shorter than this 9 times out of 10 (p90 1.1 s)
 RELEASE_GAIN = 4.0  # logit added per second past it
 
@@ -256,10 +282,6 @@ def _open_after(open_notes: tuple[tuple[int, float], ...], event: Event) -> tupl
     if event.type == EventType.NOTE_OFF:
         return tuple(n for n in open_notes if n[0] != event.value)
     return open_notes
-
-
-_NOT_NOTE_ON = torch.ones(CODEC.size, dtype=torch.bool)  # (388,) True outside the NOTE_ON classes
-_NOT_NOTE_ON[NOTE_ON_OFFSET:NOTE_OFF_OFFSET] = False
 
 
 @register_voice(VoiceInfo(

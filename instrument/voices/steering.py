@@ -107,6 +107,17 @@ def register_window(register: float, width: float, strength: float) -> np.ndarra
     return _frozen((-strength * beyond * beyond).astype(np.float32))
 
 
+def register_windows(width: float, strength: float) -> np.ndarray:
+    """(513, 128) `register_window` for each register on the quarter-semitone grid 0, 0.25, ..., 128 (read-only).
+
+    A live voice indexes it on a gesture's path instead of computing a window there.
+    """
+    return _frozen(np.stack([register_window(q / 4.0, width, strength) for q in range(REGISTER_QUARTERS)]))
+
+
+REGISTER_QUARTERS = 128 * 4 + 1  # quarter-semitone registers 0 .. 128
+
+
 def register_tilt(note_on_logits: np.ndarray, register: float, tolerance: float, max_tilt: float) -> np.ndarray:
     """(128,) bias lambda * (pitch - register) / 12 that brings the expected pitch within `tolerance` of `register`.
 
