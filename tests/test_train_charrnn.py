@@ -165,7 +165,7 @@ def test_ddp_two_gloo_ranks_end_with_identical_weights(corpus_dir, tmp_path):
 
 
 def test_learning_rate_warms_up_to_the_schedule_not_to_the_peak():
-    from models.charrnn.train import learning_rate
+    from models.schedule import learning_rate
 
     assert learning_rate(0.0, 0, 1e-3, 10, 0.05) == pytest.approx(1e-4)
     assert learning_rate(0.0, 20, 1e-3, 10, 0.05) == pytest.approx(1e-3)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from models.charrnn.model import CharRNN, CharRNNConfig
 from models.checkpoint import save_checkpoint
+from models.schedule import add_optimizer_arguments, add_run_arguments, learning_rate
 from models.charrnn.windows import MAX_STRETCH, MAX_TRANSPOSE, WindowSampler, split_inputs, validation_windows
 from models.conditioning import DEFAULT_SPEC, SPECS
 from models.loss_plots import plot_curves
@@ -49,16 +50,6 @@ def parse_arch(text: str) -> tuple[str, int, int]:
     except ValueError as err:
         raise ValueError(f"--arch must look like lstm:2x256, gru:2x384, attn-lstm:2x256 or transformer:4x128, got {text!r}") from err
     return cell, layers, hidden
-
-
-def learning_rate(progress: float, step: int, base_lr: float, warmup: int, min_ratio: float) -> float:
-    """Cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1, ramped in linearly over ``warmup`` steps.
-
-    The ramp leads to the cosine's value at that point, so a warm start late in the budget
-    warms up to its late, low rate instead of restarting from the peak.
-    """
-    cosine = base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-    return cosine * min(1.0, (step + 1) / warmup) if warmup > 0 else cosine
 
 
 def corpus_provenance(corpus, paths: list[str]) -> dict:
@@ -315,17 +306,11 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=250, help="optimizer steps between validations (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="windows per step and process (default: %(default)s)")
     parser.add_argument("--seq-len", type=int, default=128, help="events per window (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, AdamW (default: %(default)s)")
-    parser.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this, cosine (default: %(default)s)")
-    parser.add_argument("--warmup-steps", type=int, default=100, help="linear warmup (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (default: %(default)s)")
+    add_optimizer_arguments(parser)
     parser.add_argument("--valid-windows", type=int, default=512, help="held-out windows measured each epoch (default: %(default)s)")
     parser.add_argument("--patience", type=int, default=6, help="stop after this many epochs without a better validation NLL (default: %(default)s)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="training-time budget in minutes, counted across resumes; the cosine schedule ends with it")
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="save the resume state this often (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/NAME.resume.pt")
-    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from a finished checkpoint's weights (e.g. the shipped one) with a fresh optimizer; its steps, minutes and history carry on")
+    add_run_arguments(parser, checkpoint_minutes=5.0,
+                      init_from_help="start from a finished checkpoint's weights (e.g. the shipped one) with a fresh optimizer; its steps, minutes and history carry on")
     parser.add_argument("--no-augment", action="store_true", help="train on the pieces as they are")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: all cores / processes)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: %(default)s)")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import save_checkpoint
+from models.schedule import add_optimizer_arguments, add_run_arguments, learning_rate
 from models.refine.duration import (FEATURE_SETS, STRETCH_KINDS, DurationNet, DurationNetConfig, duration_features, interval_mask,
                                     intervals_and_durations, stretch)
 from models.refine.live_duration import LiveDurationNet, LiveDurationNetConfig, causal_features
@@ -144,13 +145,6 @@ def evaluate(model: torch.nn.Module, notes: NoteSet) -> float:
             weight += count
     model.train(was_training)
     return total / max(weight, 1.0)
-
-
-def learning_rate(progress: float, step: int, base_lr: float, warmup: int, min_ratio: float) -> float:
-    """Linear warmup for `warmup` steps, then cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1."""
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def new_model(net: str, hidden: int, features: str = "piece", stretch_arg: str = "both") -> torch.nn.Module:
@@ -347,15 +341,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=200, help="maximum epochs (default: %(default)s)")
     parser.add_argument("--steps-per-epoch", type=int, default=200, help="optimizer steps between validations (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per step (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, AdamW (default: %(default)s)")
-    parser.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this, cosine (default: %(default)s)")
-    parser.add_argument("--warmup-steps", type=int, default=100, help="linear warmup (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (default: %(default)s)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="training-time budget in minutes, counted across resumes; the cosine schedule ends with it")
-    parser.add_argument("--checkpoint-minutes", type=float, default=2.0, help="save the resume state this often (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/NAME.resume.pt")
-    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from a finished checkpoint's weights with a fresh optimizer")
+    add_optimizer_arguments(parser)
+    add_run_arguments(parser,
+                      init_from_help="start from a finished checkpoint's weights with a fresh optimizer")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--cache-dir", default=None, help="corpus cache folder (default: $DEEP_SYMPHONY_CACHE or ~/.cache)")

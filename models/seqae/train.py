@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from models.checkpoint import save_checkpoint
+from models.schedule import add_optimizer_arguments, add_run_arguments, learning_rate
 from models.events import TIME_SHIFT_OFFSET
 from models.seqae.model import SeqAE, SeqAEConfig, seqae_losses
 
@@ -92,13 +93,6 @@ def evaluate(model: SeqAE, runs: torch.Tensor, quantization: float, continuity: 
         batches += 1
     model.train(was_training)
     return {key: value / batches for key, value in sums.items()}
-
-
-def learning_rate(progress: float, step: int, base_lr: float, warmup: int, min_ratio: float) -> float:
-    """Linear warmup for `warmup` steps, then cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1."""
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -254,16 +248,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=200, help="maximum epochs (default: %(default)s)")
     parser.add_argument("--steps-per-epoch", type=int, default=250, help="optimizer steps between validations (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="runs per step (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, AdamW (default: %(default)s)")
-    parser.add_argument("--min-lr-ratio", type=float, default=0.05, help="final lr = lr * this, cosine (default: %(default)s)")
-    parser.add_argument("--warmup-steps", type=int, default=100, help="linear warmup (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clip (default: %(default)s)")
+    add_optimizer_arguments(parser)
     parser.add_argument("--valid-runs", type=int, default=1024, help="held-out runs measured each epoch (default: %(default)s)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="training-time budget in minutes, counted across resumes; the cosine schedule ends with it")
-    parser.add_argument("--checkpoint-minutes", type=float, default=2.0, help="save the resume state this often (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/NAME.resume.pt")
-    parser.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from a finished checkpoint's weights with a fresh optimizer; its steps, minutes and history carry on")
+    add_run_arguments(parser)
     parser.add_argument("--no-augment", action="store_true", help="train on the pieces as they are")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
