@@ -182,6 +182,19 @@ class LostPolicy:
     glide_s: float = 2.0
 
 
+@dataclass(frozen=True)
+class ResponsePolicy:
+    """How a move is answered: which moves strike a note at once, and which only steer what comes next.
+
+    Sizes are control distances (`instrument/controls.py`): 1 is an octave of register, a doubled
+    density or a new key. A move past the engine's rollback threshold regenerates the future under
+    the new controls; one at least `strike` large also plays its first note at once (a strike), so
+    a jump of the hand is heard in one model step and a slow drift glides.
+    """
+
+    strike: float = 0.5  # math.inf: never strike, every move steers
+
+
 @dataclass
 class Mapping:
     """Frames to controls; build with `from_toml(path)` or `default()`."""
@@ -192,6 +205,7 @@ class Mapping:
     poses: dict[str, str] | None = None  # None: pose does not drive theme
     key: KeyMap | None = None  # None: no axis chooses the key
     lost: LostPolicy = field(default_factory=LostPolicy)
+    response: ResponsePolicy = field(default_factory=ResponsePolicy)
     source: str = "<default>"
 
     def __post_init__(self) -> None:

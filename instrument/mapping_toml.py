@@ -1,7 +1,7 @@
 """Reading a mapping file: TOML -> `Mapping`, every value checked before anything plays.
 
 Sections are the targets (`[register]`, `[velocity]`, `[tempo]`, ...), plus `[lost]`,
-`[noise_slots]`, `[theme]`, `[key]` and one `[cc.N]` per MIDI CC sent out. A target is
+`[response]`, `[noise_slots]`, `[theme]`, `[key]` and one `[cc.N]` per MIDI CC sent out. A target is
 driven by one axis (`axis = "x"`) or by several (`sources = [{axis = "x", weight = 0.5},
 {axis = "emg", weight = 0.5}]` with `combine = "sum"` or `"max"`). Every number is checked
 here: finite, inside what its target can play (mapping.TARGET_LIMITS); a problem is one
@@ -14,7 +14,7 @@ import math
 import tomllib
 
 from instrument.mapping import (CC_PREFIX, COMBINES, MAX_GLIDE_S, SANITY_BOUND, SCALAR_AXES, SCALAR_TARGETS,
-                                TARGET_LIMITS, AxisMap, KeyMap, LostPolicy, MappingError)
+                                TARGET_LIMITS, AxisMap, KeyMap, LostPolicy, MappingError, ResponsePolicy)
 
 AXIS_KEYS = {"axis", "sources", "combine", "range", "curve", "dead_zone", "invert", "neutral"}
 MAX_WEIGHT = 10.0
@@ -36,8 +36,22 @@ def parse_mapping(cls, text: str, source: str):
         raise MappingError(f"mapping file {source}: {' '.join(str(err).split())}") from None
 
 
+def response_policy(table: dict) -> ResponsePolicy:
+    """`[response]`: strike = a control distance (>= 0), or "never"."""
+    strike = _table(table, "response", {"strike"}).get("strike", ResponsePolicy.strike)
+    if strike == "never":
+        return ResponsePolicy(strike=math.inf)
+    if isinstance(strike, str):
+        raise ValueError(f"[response] strike must be a control distance (0.5 = half an octave of register) or \"never\", "
+                         f"got {strike!r:.40}")
+    strike = _number(strike, "[response] strike")
+    if not 0.0 <= strike <= SANITY_BOUND:
+        raise ValueError(f"[response] strike must be >= 0 (a control distance) or \"never\", got {strike:g}")
+    return ResponsePolicy(strike=strike)
+
+
 def _from_dict(cls, data: dict, source: str):
-    sections = ("lost", *SCALAR_TARGETS, "noise_slots", "theme", "key", "cc")
+    sections = ("lost", "response", *SCALAR_TARGETS, "noise_slots", "theme", "key", "cc")
     unknown = set(data) - set(sections)
     if unknown:
         raise ValueError(f"unknown section [{sorted(unknown)[0]}] (accepted: {', '.join(sections)})")
@@ -48,7 +62,8 @@ def _from_dict(cls, data: dict, source: str):
     glide_s = _number(lost.get("glide_s", 2.0), "[lost] glide_s")
     if not 0.0 < glide_s <= MAX_GLIDE_S:
         raise ValueError(f"[lost] glide_s must be > 0 and <= {MAX_GLIDE_S:g} s, got {glide_s:g}")
-    mapping = cls(lost=LostPolicy(mode=mode, glide_s=glide_s), source=source)
+    mapping = cls(lost=LostPolicy(mode=mode, glide_s=glide_s), response=response_policy(data.get("response", {})),
+                  source=source)
     for name in SCALAR_TARGETS:
         if name in data:
             mapping.scalars[name] = axis_map(data[name], name)

@@ -21,7 +21,7 @@ import os
 import random
 import sys
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from instrument.clock import SystemClock
@@ -202,7 +202,8 @@ def build_engine(config: SessionConfig, clock, controller, sinks, *, voice=None,
         program = mido.Message("program_change", channel=config.channel - 1, program=config.program - 1)
         for sink in sinks:
             sink.send(program, 0.0)
-    engine = Engine(voice, controller, mapping, sinks, clock, engine_config(config, threaded=threaded),
+    settings = replace(engine_config(config, threaded=threaded), strike_threshold=mapping.response.strike)
+    engine = Engine(voice, controller, mapping, sinks, clock, settings,
                     listens=voice.listens, grid=voice.info.keeps_grid, refiners=refiners, **hooks)
     if threaded:  # live: the first gesture costs what the thousandth does, and no full garbage collection of
         engine.generation.warm_up()  # the model's objects mid-song (Engine.freeze_heap)

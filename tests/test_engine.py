@@ -286,3 +286,31 @@ def test_a_late_opening_is_counted_late_with_its_cause():
     (cause, count), = engine.generation.late_causes.items()
     assert count == 1 and cause.startswith("the opening of a regenerated future")
     assert [fields["cause"] for kind, fields in events if kind == "late_notes"] == [cause]
+
+
+@pytest.mark.parametrize("strike, move, strikes", [
+    (None, 0.9, True),       # the default: a jump of the hand (3 octaves of register) strikes at once
+    ("never", 0.9, False),   # a mapping that never strikes: the same jump only regenerates what comes next
+    (2.0, 0.5, False),       # a high threshold: a 1.5-octave move steers...
+    (2.0, 0.9, True),        # ...a 3-octave jump still strikes
+])
+def test_which_moves_strike_is_the_mappings_response_setting(strike, move, strikes):
+    from instrument.session import SessionConfig, build_engine
+
+    mapping = Mapping.from_text(_DEFAULT_TOML + (f"\n[response]\nstrike = {strike!r}\n".replace("'", '"') if strike is not None else ""),
+                                "test.toml")
+    clock = FakeClock(100.0)
+    frames = Frames(clock, [(100.0, 0.5 - move / 2), (102.0, 0.5 + move / 2)])
+    engine = build_engine(SessionConfig(model="charrnn", device="cpu", seed=1), clock, frames, [ListSink()],
+                          mapping=mapping, threaded=False)
+    engine.run(duration=3.0)
+    assert engine.generation.rollbacks >= 1  # every one of these moves regenerates the future
+    assert (engine.generation.strikes >= 1) is strikes and engine.late == 0
+
+
+_DEFAULT_TOML = """
+[register]
+axis = "y"
+range = [48, 84]
+neutral = 66
+"""

@@ -270,3 +270,14 @@ def test_every_shipped_mapping_loads_and_myo_mappings_play_dynamics():
         assert soft.velocity < 80 < hard.velocity
     camera = Mapping.packaged("charrnn_camera.toml")  # a camera: the hand closer -> louder
     assert camera.map(frame(0, x=0.5, y=0.5, size=0.1)).velocity < camera.map(frame(1, x=0.5, y=0.5, size=0.9)).velocity
+
+
+def test_the_response_section_says_which_moves_strike():
+    assert Mapping.default().response.strike == 0.5  # the shipped default, written in default_mapping.toml
+    assert Mapping.from_text("[register]\naxis = 'y'\nrange = [48, 84]\n", "plain.toml").response.strike == 0.5  # absent
+    assert Mapping.from_text("[response]\nstrike = 1.25\n", "r.toml").response.strike == 1.25
+    assert Mapping.from_text("[response]\nstrike = 'never'\n", "r.toml").response.strike == float("inf")
+    for bad, says in (("strike = -0.5", ">= 0"), ("strike = 'sometimes'", "never"), ("strike = true", "number"),
+                      ("when = 0.5", "unknown key 'when'")):
+        with pytest.raises(MappingError, match=says):
+            Mapping.from_text(f"[response]\n{bad}\n", "r.toml")
