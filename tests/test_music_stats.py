@@ -274,6 +274,17 @@ def test_steps_take_steps_both_register_and_density():
         assert np.min(np.diff([t for t, _, _ in steps])) >= 5.0  # held still between steps
 
 
+def test_bench_music_with_a_mapping_asks_what_that_mapping_asks(tmp_path):
+    from instrument.bench.music import requested_series, take_path
+
+    low = tmp_path / "low.toml"
+    low.write_text('[register]\naxis = "y"\nrange = [30, 40]\nneutral = 35\n[response]\nstrike = "never"\n')
+    register = requested_series(take_path("steps"), 60.0, "charrnn", str(low))["register"][1]
+    own = requested_series(take_path("steps"), 60.0, "charrnn")["register"][1]
+    assert 30.0 <= register.min() and register.max() <= 40.0
+    assert own.max() > 50.0  # the voice's own mapping plays 48..84
+
+
 def test_read_notes_keeps_zero_length_notes_and_counts_restrikes(tmp_path):
     import mido
 

@@ -79,6 +79,8 @@ def configure_music(parser: argparse.ArgumentParser) -> None:
       help="refiners behind the voices (as play --refine)")
     a("--takes", default=",".join(TAKES), metavar="A,B",
       help=f"comma-separated shipped takes ({', '.join(TAKES)}) or .jsonl files (default: all shipped)")
+    a("--mapping", default=None, metavar="FILE.toml",
+      help="play the takes through this mapping instead of each voice's own (e.g. one with [response] strike = \"never\")")
     a("--seeds", type=int, default=3, help="renders per take and voice, seeds 0..N-1 (default 3)")
     a("--seconds", type=float, default=180.0, help="seconds rendered per take (default 180)")
     a("--reference", type=Path, default=DEFAULT_REFERENCE, metavar="DIR",
@@ -132,13 +134,15 @@ def read_notes(path: Path) -> tuple[np.ndarray, int, int]:
     return music_stats.as_notes(rows), restrikes, len(sounding)
 
 
-def requested_series(path: Path, seconds: float, model: str = "charrnn") -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{"register"|"density": (times, values)} the voice's default mapping asks for over a take."""
+def requested_series(path: Path, seconds: float, model: str = "charrnn",
+                     mapping_file: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"register"|"density": (times, values)} the mapping (default: the voice's own) asks for over a take."""
     from controllers.replay import read_jsonl
     from instrument.mapping import Mapping
     from instrument.voices import resolve, voice_info
 
-    mapping = Mapping.packaged(voice_info(resolve(model)[0]).mapping_for("replay"))
+    mapping = Mapping.from_toml(mapping_file) if mapping_file else \
+        Mapping.packaged(voice_info(resolve(model)[0]).mapping_for("replay"))
     times, values = [], {"register": [], "density": []}
     for frame in read_jsonl(path):
         if frame.t > seconds:
@@ -184,7 +188,7 @@ def play_voice(model: str, takes: dict[str, Path], args: argparse.Namespace, wor
         take_recordings = []
         for seed in range(args.seeds):
             out = workdir / f"{Path(model).stem}-{take}-{seed}.mid"
-            config = SessionConfig(model=model, device=args.device, seed=seed, refine=args.refine)
+            config = SessionConfig(model=model, device=args.device, seed=seed, refine=args.refine, mapping=args.mapping)
             started = time.perf_counter()
             stats = render(str(path), str(out), config=config, duration=args.seconds)
             notes, restruck, left_on = read_notes(out)
@@ -201,7 +205,7 @@ def play_voice(model: str, takes: dict[str, Path], args: argparse.Namespace, wor
     summary.update(restrikes=restrikes / renders, unended=unended / renders,
                    rollbacks_per_s=rollbacks / (renders * args.seconds))
     if fidelity_renders:
-        summary.update(fidelity(fidelity_renders, requested_series(takes[FIDELITY_TAKE], args.seconds, model), args.seconds))
+        summary.update(fidelity(fidelity_renders, requested_series(takes[FIDELITY_TAKE], args.seconds, model, args.mapping), args.seconds))
     return {"summary": summary, "takes": per_take}
 
 
