@@ -199,3 +199,16 @@ def test_steered_voice_releases_fewer_notes_within_a_tenth_of_a_second():
         return float(np.mean(np.asarray(lengths) < 0.1))
 
     assert short_share(4.0) < 0.5 * short_share(0.0)
+
+
+def test_the_repeat_penalty_strikes_the_last_pitch_again_less_often():
+    from dataclasses import replace
+
+    def repeat_share(penalty: float) -> float:
+        voice = StreamingVoice(tiny_model(), seed=11, steering=replace(steer.DEFAULT_STEERING, repeat_penalty=penalty))
+        voice.set_controls(Controls(register=60.0, density=6.0))
+        pitches = [e.value for e in play(voice, 4000) if e.type == EventType.NOTE_ON]
+        return float(np.mean(np.diff(pitches) == 0))
+
+    assert repeat_share(3.0) < 0.5 * repeat_share(0.0)
+    assert steer.repeat_bias(61, 2.0)[61] == -2.0 and steer.repeat_bias(61, 2.0).sum() == -2.0

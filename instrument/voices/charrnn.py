@@ -107,6 +107,7 @@ class StreamingVoice:
         self._controls = Controls()
         self._strike = False
         self._open: tuple[tuple[int, float], ...] = ()  # (pitch, seconds sounding) of the notes it has struck
+        self._last_on: int | None = None  # the pitch it struck last (sounding or not)
         # Decode-time steering (steering.py): None plays the model's distribution untouched.
         self.steering = steering
         self._rate_window_s = (steering or steer.DEFAULT_STEERING).rate_window_s
@@ -175,6 +176,7 @@ class StreamingVoice:
             self._rate = steer.rate_after_shift(self._rate, event.value / STEPS_PER_SECOND, self._rate_window_s)
         elif event.type == EventType.NOTE_ON:
             self._rate = steer.rate_after_note_on(self._rate)
+            self._last_on = event.value
         if event.type == EventType.NOTE_ON and self.key_histogram is None:
             self._pitch_classes = self._pitch_classes.add(event.value)
             # the condition stays a function of the state: rebuilt before the next step, not here,
@@ -204,6 +206,9 @@ class StreamingVoice:
         if self._open and steering.clash_penalty > 0:
             clash = steer.clash_bias(steer.pitch_class_mask(p for p, _ in self._open), steering.clash_penalty)
             pitch_bias = clash if pitch_bias is None else pitch_bias + clash
+        if self._last_on is not None and steering.repeat_penalty > 0:
+            repeat = steer.repeat_bias(self._last_on, steering.repeat_penalty)
+            pitch_bias = repeat if pitch_bias is None else pitch_bias + repeat
         register = self._controls.register
         if register is not None and steering.register_max_tilt > 0:
             biased = note_ons if pitch_bias is None else note_ons + pitch_bias
@@ -253,12 +258,12 @@ class StreamingVoice:
         return logits
 
     def snapshot(self) -> tuple:
-        """(recurrent state, last event, own-key counts, open notes, onset rate): references, never modified in place."""
-        return (self._state, self._last, self._pitch_classes, self._open, self._rate)
+        """(recurrent state, last event, own-key counts, open notes, onset rate, last pitch): references, never modified."""
+        return (self._state, self._last, self._pitch_classes, self._open, self._rate, self._last_on)
 
     def restore(self, snapshot: tuple) -> None:
         """Continue from a snapshot."""
-        self._state, self._last, self._pitch_classes, self._open, self._rate = snapshot
+        self._state, self._last, self._pitch_classes, self._open, self._rate, self._last_on = snapshot
         self._strike = False
         # the own-key condition is part of the state: rebuilt before the next step, unless new controls
         # come first (a rollback's), which rebuild it anyway: one rebuild on a gesture's path, not two

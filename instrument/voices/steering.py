@@ -79,13 +79,15 @@ class SteeringConfig:
     overshoot_gain: float = 1.0        # TIME_SHIFT penalty: nats per note a shift would leave owed beyond ...
     overshoot_slack: float = 1.0       # ... this many notes
     clash_penalty: float = 0.75        # nats lost by a NOTE_ON a semitone from a note held open
+    repeat_penalty: float = 2.0        # nats lost by a NOTE_ON of the pitch struck last (real music: 1.3 % repeats)
     keep_note_on_mass: bool = True     # pitch biases choose which note, not whether one is struck
     min_length_s: float = 0.1          # a note younger than this ...
     early_release_penalty: float = 2.0  # ... loses these nats on its NOTE_OFF
 
     def __post_init__(self) -> None:
         for name in ("register_tolerance", "register_max_tilt", "register_width", "register_strength",
-                     "density_gain", "overshoot_gain", "overshoot_slack", "clash_penalty", "min_length_s", "early_release_penalty"):
+                     "density_gain", "overshoot_gain", "overshoot_slack", "clash_penalty", "repeat_penalty", "min_length_s",
+                     "early_release_penalty"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.density_max_debt <= 0 or self.rate_window_s <= 0:
@@ -156,6 +158,14 @@ def clash_bias(open_classes: int, penalty: float) -> np.ndarray:
     """(128,) NOTE_ON bias: -penalty on each pitch a semitone from a pitch class in the bit mask `open_classes`."""
     present = np.array([float(open_classes >> pc & 1) for pc in range(12)], dtype=np.float32)  # (12,)
     return _frozen((-penalty * np.minimum(present @ _SEMITONE_FROM, 1.0)).astype(np.float32))
+
+
+@lru_cache(maxsize=256)
+def repeat_bias(pitch: int, penalty: float) -> np.ndarray:
+    """(128,) NOTE_ON bias: -penalty on `pitch` (the one struck last), 0 elsewhere."""
+    bias = np.zeros(128, dtype=np.float32)
+    bias[pitch] = -penalty
+    return _frozen(bias)
 
 
 def early_release_pitches(open_notes: tuple[tuple[int, float], ...], min_length_s: float) -> list[int]:
