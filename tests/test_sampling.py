@@ -71,12 +71,16 @@ def test_sample_pitch_draws_what_sample_token_draws_restricted_to_note_ons():
     note_ons = rng.normal(size=128).astype(np.float32) * 2.5
     logits = torch.full((388,), float("-inf"))
     logits[:128] = torch.from_numpy(note_ons)
-    n = 60000
+    n = 20000
     for temperature, top_p in ((1.0, 0.95), (0.7, 0.8), (1.3, 1.0)):
         ours = np.bincount([sample_pitch(note_ons, rng.random(), temperature, top_p) for _ in range(n)], minlength=128)
         theirs = np.bincount(draws(logits, 5, n=n, temperature=temperature, top_p=top_p), minlength=388)[:128]
-        assert set(np.flatnonzero(ours)) == set(np.flatnonzero(theirs))  # the same nucleus
-        assert np.abs(ours / n - theirs / n).max() < 0.01
+        probs = np.exp(note_ons.astype(np.float64) / temperature)
+        order = np.argsort(-probs)
+        mass = np.cumsum(probs[order]) / probs.sum()
+        nucleus = set(order[: int(np.searchsorted(mass, top_p)) + 1]) if top_p < 1 else set(range(128))
+        assert set(np.flatnonzero(ours)) <= nucleus and set(np.flatnonzero(theirs)) <= nucleus
+        assert np.abs(ours / n - theirs / n).max() < 0.015  # ~5 standard errors of the largest share
 
 
 def test_sample_pitch_keeps_the_nucleus_the_forbidden_pitches_and_argmax():
