@@ -200,7 +200,7 @@ class StreamingVoice:
         return self._sample_pitch(note_ons, uniform, self.temperature, self.top_p, self._forbidden)
 
     def _pitch_bias(self, note_ons: np.ndarray) -> np.ndarray | None:
-        """(128,) NOTE_ON bias of the register window, the clash penalty and the register tilt, or None."""
+        """(128,) NOTE_ON bias of the register window, the clash and repeat penalties and the register tilt, or None."""
         steering = self.steering
         pitch_bias = self._register_window  # (128,) or None; shared, never written
         if self._open and steering.clash_penalty > 0:
