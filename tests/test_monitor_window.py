@@ -147,7 +147,7 @@ def test_play_monitor_opens_a_window_beside_the_real_engine(display, tiny_charrn
     legend_pixels = 120 * 8  # the velocity legend above the roll is drawn in the same colours
     proc = subprocess.Popen(
         [sys.executable, "-m", "instrument", "play", "--model", str(tiny_charrnn), "--controller", "demo",
-         "--no-midi", "--duration", "4", "--seed", "2", "--record", str(tmp_path / "s.mid"), "--monitor"],
+         "--no-midi", "--duration", "6", "--seed", "2", "--record", str(tmp_path / "s.mid"), "--monitor"],
         env={**os.environ, "DISPLAY": display.name}, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
