@@ -107,6 +107,7 @@ class Generation:
         self._first_after_rollback = False
         self._restart_cost = 0.0  # recent worst time from a rollback's pickup to its first push (decays)
         self._step_max = 0.0  # recent worst model step (decays)
+        self._slowest_since_restart = 0.0  # the slowest model call since the last rollback, on the engine's clock
         self._margin = config.restart_margin_s  # the margin of the last restart
         self._late_logged_at = float("-inf")
         self.horizon = 0.0
@@ -184,7 +185,9 @@ class Generation:
                 self._slow_step(elapsed, on_clock - self.t0)
             # a recent slow step sets the margin, measured on the engine's clock: a render's fake clock never
             # moves during a step, so a render stays the same for a seed whatever the machine's speed
-            self._step_max = max(self.clock.now() - on_clock, self._step_max * STEP_MAX_DECAY)
+            call = self.clock.now() - on_clock
+            self._step_max = max(call, self._step_max * STEP_MAX_DECAY)
+            self._slowest_since_restart = max(call, self._slowest_since_restart)
             messages: list[TimedMessage] = []
             for event in events:
                 messages += performer.perform(event, voice.seconds_per_shift)
@@ -307,9 +310,13 @@ class Generation:
         self.late += late
         if self._first_after_rollback:
             cause = "the model step took longer than the rollback margin"
-        elif opening:
+        elif opening and self._slowest_since_restart > OPENING_SPREAD_S:
             cause = (f"the opening of a regenerated future was made over {OPENING_SPREAD_S * 1e3:g} ms after "
                      "its time (slow model calls; see slow_step)")
+        elif opening:  # no model call was slow: the thread itself did not run for a while
+            cause = (f"the opening of a regenerated future was made over {OPENING_SPREAD_S * 1e3:g} ms after "
+                     "its time (no model call was slow: the generation thread did not run, a machine stall "
+                     "or preemption)")
         else:
             cause = "generation fell behind the playhead (machine too slow or busy)"
         self.late_causes[cause] = self.late_causes.get(cause, 0) + late
@@ -364,6 +371,7 @@ class Generation:
             self.voice.strike(into)
             self.strikes += 1
         self._first_after_rollback = True
+        self._slowest_since_restart = 0.0
         self.rollbacks += 1
 
     def run_forever(self, stop: threading.Event, wake: threading.Event,

@@ -284,7 +284,7 @@ def test_a_late_opening_is_counted_late_with_its_cause():
     # the chord's second note was made 30 ms after its time: more than the opening's 15 ms spread
     assert engine.rollbacks == 1 and engine.late == 1
     (cause, count), = engine.generation.late_causes.items()
-    assert count == 1 and cause.startswith("the opening of a regenerated future")
+    assert count == 1 and cause.startswith("the opening of a regenerated future") and "slow model calls" in cause
     assert [fields["cause"] for kind, fields in events if kind == "late_notes"] == [cause]
 
 
@@ -314,3 +314,30 @@ axis = "y"
 range = [48, 84]
 neutral = 66
 """
+
+
+class StalledChordVoice(SlowChordVoice):
+    """The same chord, but its 30 ms pass outside the model call (after the step, as a machine stall would)."""
+
+    def next_events(self):
+        if self.chord:
+            self.chord -= 1
+            self._stall = self.chord == 0
+            return (Event(EventType.NOTE_ON, 70 + self.chord),)
+        return ScriptVoice.next_events(self)
+
+    def snapshot(self):
+        if getattr(self, "_stall", False):
+            self._stall = False
+            self.clock.advance(0.030)
+        return super().snapshot()
+
+
+def test_a_late_opening_names_a_stall_when_no_model_call_was_slow():
+    clock = FakeClock(100.0)
+    engine = Engine(StalledChordVoice(clock), Frames(clock, [(100.0, 0.5), (102.13, 1.0)]), Mapping.default(),
+                    [ListSink()], clock, EngineConfig(threaded=False))
+    engine.run(duration=4.0)
+    assert engine.rollbacks == 1 and engine.late == 1
+    (cause, count), = engine.generation.late_causes.items()
+    assert count == 1 and "the generation thread did not run" in cause and "slow model calls" not in cause
