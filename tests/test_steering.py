@@ -212,3 +212,10 @@ def test_the_repeat_penalty_strikes_the_last_pitch_again_less_often():
 
     assert repeat_share(3.0) < 0.5 * repeat_share(0.0)
     assert steer.repeat_bias(61, 2.0)[61] == -2.0 and steer.repeat_bias(61, 2.0).sum() == -2.0
+
+
+def test_the_register_window_table_holds_every_quarter_semitone_window():
+    table = steer.register_windows(12.0, 2.0)
+    assert table.shape == (steer.REGISTER_QUARTERS, 128) and not table.flags.writeable
+    for quarter in (0, 193, 240, 512):
+        assert np.allclose(table[quarter], steer.register_window(quarter / 4.0, 12.0, 2.0))

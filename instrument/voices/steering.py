@@ -109,12 +109,15 @@ def register_window(register: float, width: float, strength: float) -> np.ndarra
     return _frozen((-strength * beyond * beyond).astype(np.float32))
 
 
+@lru_cache(maxsize=8)
 def register_windows(width: float, strength: float) -> np.ndarray:
     """(513, 128) `register_window` for each register on the quarter-semitone grid 0, 0.25, ..., 128 (read-only).
 
     A live voice indexes it on a gesture's path instead of computing a window there.
     """
-    return _frozen(np.stack([register_window(q / 4.0, width, strength) for q in range(REGISTER_QUARTERS)]))
+    registers = np.arange(REGISTER_QUARTERS, dtype=np.float32)[:, None] / np.float32(4.0)  # (513, 1)
+    beyond = np.maximum(np.abs(_PITCHES[None, :] - registers) - np.float32(width), 0.0) / np.float32(12.0)
+    return _frozen((-strength * beyond * beyond).astype(np.float32))
 
 
 REGISTER_QUARTERS = 128 * 4 + 1  # quarter-semitone registers 0 .. 128
