@@ -21,8 +21,11 @@ gesture was polled). Any other regenerated future starts a margin after the play
 (2 ms, more when a restart or a model step has recently taken longer here, at most
 5 ms), so the rhythm it resumes keeps its exact times. The opening of a new future (its
 first 30 ms, e.g. the notes of a chord, a model step apart) leaves as it is made, at
-most 15 ms after the time the model placed it (counted in `opening_delayed`); anything
-else pushed after its deadline is `late`, a fault whose cause goes to the session log.
+most 15 ms after the time the model placed it (counted in `opening_delayed`). When the
+future falls further behind the playhead (a machine stall), it *catches up*: a streaming
+voice plays the rest from now, its rhythm whole; a grid voice keeps its bar grid and skips
+the notes whose time has passed. Each catch-up is counted, with its cause in the session
+log; `late` (a message pushed after its deadline all the same) stays 0.
 
 Threads. The sending thread calls `steer()` and reads `epoch`; everything else runs on
 the generation thread. Hand-offs: `controls`, `tempo` and `temperature` are immutable
@@ -112,11 +115,13 @@ class Generation:
         self._late_logged_at = float("-inf")
         self.horizon = 0.0
         self.step_time = Samples()
-        self.rollbacks = self.strikes = self.underruns = self.late = self.opening_delayed = 0
+        self.rollbacks = self.strikes = self.underruns = self.opening_delayed = self.caught_up = self.late = 0
+        self.skipped_late = 0  # a grid voice's note-ons whose time passed during a stall (not played)
+        self.caught_up_max_s = 0.0  # the furthest a future fell behind the playhead
         self.stages = GestureStages()  # gesture stage timing (issue 15)
         self.slow_steps: list[dict] = []  # the first SLOW_STEPS_KEPT model calls over SLOW_STEP_S, with their cause
         self.slow_step_count = 0
-        self.late_causes: dict[str, int] = {}  # late messages by cause (the session log says when)
+        self.catch_up_causes: dict[str, int] = {}  # catch-ups by cause (the session log says when)
         self._usage = resource.getrusage(resource.RUSAGE_THREAD)  # this thread's counters at the end of the last fill
         self._stage_epoch, self._stage_steps, self._stage_step_s = 0, 0, 0.0  # rollback awaiting its first note
 
@@ -195,7 +200,7 @@ class Generation:
                 gen_now = self.clock.now() - self.t0
                 for refiner in self.refiners:
                     refiner.apply(messages, gen_now, performer.cursor)
-            pushed_at = self._push(messages, Checkpoint(performer.cursor, voice.snapshot(), performer.snapshot()))
+            pushed_at = self._push(messages, voice.snapshot())
             if self._stage_epoch and self._stage_step(elapsed, messages, pushed_at):
                 # a gesture's first note is due now: let the sending thread take the GIL and send it before the
                 # next model steps (at most 2 ms), instead of competing with them for it
@@ -275,28 +280,39 @@ class Generation:
             if hasattr(refiner, "set_controls"):
                 refiner.set_controls(controls)
 
-    def _push(self, messages: list[TimedMessage], checkpoint: Checkpoint) -> float:
-        """Schedule one step's messages (the opening rule, lateness) and its checkpoint; returns the push time."""
+    def _push(self, messages: list[TimedMessage], voice_state) -> float:
+        """Schedule one step's messages (the opening rule, catching up) and its checkpoint; returns the push time."""
         gen_now = self.clock.now() - self.t0
         late = 0
         restart = self.performer.floor
+        if messages:
+            first = min(item.deadline for item in messages)
+            if first < gen_now and not (first - restart <= OPENING_S and gen_now - first <= OPENING_SPREAD_S):
+                self._catch_up(messages, gen_now - first, gen_now, opening=first - restart <= OPENING_S)
+        checkpoint = Checkpoint(self.performer.cursor, voice_state, self.performer.snapshot())
         with self.lock:
             for item in messages:
                 if item.deadline < gen_now:
                     if item.deadline - restart <= OPENING_S and gen_now - item.deadline <= OPENING_SPREAD_S:
                         # the opening of a regenerated future (its first OPENING_S): each message leaves as it
                         # is made, a model step or two after the model placed it, never later than
-                        # OPENING_SPREAD_S; counted in `opening_delayed`. Anything else is late.
+                        # OPENING_SPREAD_S; counted in `opening_delayed`.
                         item.deadline = gen_now
                         self.opening_delayed += 1
-                    else:
+                    elif self.performer.grid:  # its bar grid stays: a note whose time has passed is not played
+                        if item.message.type == "note_on" and item.message.velocity > 0:
+                            self.skipped_late += 1
+                            continue
+                        item.deadline = gen_now  # its note-off: the note ends now
+                    else:  # `_catch_up` leaves none: a fault if it ever happens (a refiner moved a message back)
                         item.late = True
                         late += 1
                 self.scheduler.push(item)
             self._checkpoints.append(checkpoint)
             self.horizon = self.performer.horizon
         if late:
-            self._count_late(late, gen_now, opening=messages[0].deadline - restart <= OPENING_S)
+            self.late += late
+            self.on_event("late_notes", t=round(gen_now, 3), count=self.late)
         if messages:
             if self._first_after_rollback:  # how long a restart takes here: the next margin covers it
                 cost = gen_now - (restart - self._margin)
@@ -305,24 +321,34 @@ class Generation:
             self.on_pushed(messages[0].deadline)
         return gen_now
 
-    def _count_late(self, late: int, now: float, opening: bool) -> None:
-        """Lateness is a fault with a cause: say which in the session log (at most once a second)."""
-        self.late += late
+    def _catch_up(self, messages: list[TimedMessage], behind: float, now: float, opening: bool) -> None:
+        """The future fell behind the playhead (a stall): nothing is made for a moment already past.
+
+        A streaming voice plays the rest `behind` later, from now, its rhythm whole (`Performer.delay`);
+        a grid voice keeps its bar grid and skips the notes whose time has passed (`_push`). Each time is
+        counted in `caught_up`, and its cause goes to the session log (at most once a second).
+        """
+        if not self.performer.grid:
+            for item in messages:
+                item.deadline += behind
+            self.performer.delay(behind)
+            for refiner in self.refiners:
+                if hasattr(refiner, "delay"):
+                    refiner.delay(behind)
+        self.caught_up += 1
+        self.caught_up_max_s = max(self.caught_up_max_s, behind)
         if self._first_after_rollback:
-            cause = "the model step took longer than the rollback margin"
-        elif opening and self._slowest_since_restart > OPENING_SPREAD_S:
-            cause = (f"the opening of a regenerated future was made over {OPENING_SPREAD_S * 1e3:g} ms after "
-                     "its time (slow model calls; see slow_step)")
-        elif opening:  # no model call was slow: the thread itself did not run for a while
-            cause = (f"the opening of a regenerated future was made over {OPENING_SPREAD_S * 1e3:g} ms after "
-                     "its time (no model call was slow: the generation thread did not run, a machine stall "
-                     "or preemption)")
-        else:
-            cause = "generation fell behind the playhead (machine too slow or busy)"
-        self.late_causes[cause] = self.late_causes.get(cause, 0) + late
+            cause = "the first model step after a rollback took longer than its margin"
+        elif self._slowest_since_restart > OPENING_SPREAD_S:
+            cause = f"slow model calls (over {OPENING_SPREAD_S * 1e3:g} ms since the last restart; see slow_step)"
+        else:  # no model call was slow: the thread itself did not run for a while
+            cause = "the generation thread did not run (a machine stall or preemption)"
+        cause = ("the opening of a regenerated future: " if opening else "the running future: ") + cause
+        self.catch_up_causes[cause] = self.catch_up_causes.get(cause, 0) + 1
         if now - self._late_logged_at >= 1.0:
             self._late_logged_at = now
-            self.on_event("late_notes", t=round(now, 3), count=self.late, cause=cause)
+            self.on_event("caught_up", t=round(now, 3), behind_ms=round(behind * 1e3, 2), count=self.caught_up,
+                          voice_grid=self.performer.grid, cause=cause)
 
     def _rollback(self, request: Rollback) -> None:
         """Restore the newest checkpoint at or before the playhead; the ledger's notes carry over."""
@@ -377,6 +403,7 @@ class Generation:
     def run_forever(self, stop: threading.Event, wake: threading.Event,
                     on_error: Callable[[BaseException], None]) -> None:
         """The generation thread: fill, then sleep until the future runs short or a rollback is asked for."""
+        self._usage = resource.getrusage(resource.RUSAGE_THREAD)  # this thread's counters, not the constructor's
         while not stop.is_set():
             wake.clear()
             now = self.clock.now() - self.t0

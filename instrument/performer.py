@@ -92,6 +92,16 @@ class Performer:
         self._open = dict(sounding)
         self._planned_end = {p: t for p, t in planned_end.items() if p in sounding}
 
+    def delay(self, seconds: float) -> None:
+        """Play the rest `seconds` later: a stall left the future behind the playhead, and its rhythm stays whole.
+
+        The sounding notes' starts and planned ends move with the cursor, so each keeps the length the
+        music gives it, counted from where the music resumes.
+        """
+        self.cursor += seconds
+        self._open = {pitch: start + seconds for pitch, start in self._open.items()}
+        self._planned_end = {pitch: end + seconds for pitch, end in self._planned_end.items()}
+
     @property
     def horizon(self) -> float:
         """The end of the generated music: the cursor, or the floor if that is later."""

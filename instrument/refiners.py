@@ -177,6 +177,13 @@ class DurationRefiner:
         self._caps.clear()
         return held
 
+    def delay(self, seconds: float) -> None:
+        """The performer plays the rest `seconds` later (`Performer.delay`): the notes it holds move with it."""
+        for item in self._held.values():
+            item.deadline += seconds
+        self._caps = {pitch: cap + seconds for pitch, cap in self._caps.items()}
+        self._starts = {pitch: start + seconds for pitch, start in self._starts.items()}
+
     def rollback(self, t: float) -> None:
         """Forget the onsets after `t` and the notes that ended after it (the dropped future), and their GRU states."""
         self._held.clear()

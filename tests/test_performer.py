@@ -100,3 +100,13 @@ def test_a_pitch_struck_again_as_it_starts_is_one_note():
     got = play(p, [(ON, 60), (SHIFT, 1), (ON, 60), (SHIFT, 5), (ON, 60), (SHIFT, 5), (OFF, 60)])
     assert got == [(0.0, "note_on", 60, 80), (0.06, "note_off", 60, 0), (0.06, "note_on", 60, 80),
                    (0.11, "note_off", 60, 0)]  # the strike at 10 ms merged; the one at 60 ms re-strikes
+
+
+def test_delay_plays_the_rest_later_with_its_rhythm_and_the_sounding_notes_lengths_whole():
+    p = Performer(max_note_s=1.0)
+    play(p, [(ON, 60), (SHIFT, 50)])  # 60 sounds since 0; the cursor is at 0.5
+    p.delay(0.25)  # a stall: the rest plays a quarter second later
+    got = play(p, [(SHIFT, 10), (ON, 64), (SHIFT, 10), (OFF, 64), (SHIFT, 100)])
+    # the rhythm after the stall is the one the model made, from 0.75; note 60 keeps its 1-s cap from where
+    # the music resumed (0.25 + 1.0), not cut at its old 1.0 while the stall ate a quarter of it
+    assert got == [(0.85, "note_on", 64, 80), (0.95, "note_off", 64, 0), (1.25, "note_off", 60, 0)]

@@ -34,7 +34,8 @@ disagree the first note-on of that pitch received after the send is taken instea
 control -> note (receiver) = arrival - gesture frame time; the in-engine figure is send
 time - gesture frame time - the model's own silence before that note (0 for strikes).
 Also reported: schedule jitter (send time - deadline, for notes made ahead of time),
-underruns, late notes (made for a moment already past; must be 0) and model step time.
+underruns, late notes (made for a moment already past; must be 0), catch-ups (the future
+fell behind the playhead in a stall and played on from there, with their causes) and model step time.
 A stall probe (`stall_probe.py`, its own process at a higher real-time priority) records
 when the whole machine stopped running user code; each gesture heard later than 5 ms is
 checked against those stalls, so a miss is put down to the machine or to the engine.
@@ -217,7 +218,8 @@ def measure(period: int, args: argparse.Namespace, folder: Path) -> dict:
     steps = stages["steps"]
     result = {
         "period": period, "sample_rate": SAMPLE_RATE, "period_ms": round(period / SAMPLE_RATE * 1e3, 3),
-        "server": server.where, "model": engine.voice.name, "device": stats.get("device"),
+        "server": server.where, "model": engine.voice.name, "grid": engine.generation.performer.grid,
+        "device": stats.get("device"),
         "realtime": engine.realtime, "gestures": controller.gestures, "every_s": args.every,
         "rollbacks": engine.rollbacks, "strikes": engine.generation.strikes,
         "notes_sent": int(len(stages["epoch"])), "notes_received": int(np.isfinite(arrival).sum()), **pairing,
@@ -233,7 +235,9 @@ def measure(period: int, args: argparse.Namespace, folder: Path) -> dict:
         "jitter_ms": {"p50": stats.get("jitter_p50_ms"), "p99": stats.get("jitter_p99_ms"),
                       "max": stats.get("jitter_max_ms")},
         "step_ms": {"p50": stats.get("step_p50_ms"), "p99": stats.get("step_p99_ms"), "max": stats.get("step_max_ms")},
-        "underruns": engine.underruns, "late": engine.late, "late_causes": dict(engine.generation.late_causes),
+        "underruns": engine.underruns, "late": engine.late,
+        "caught_up": {"count": engine.generation.caught_up, "max_ms": round(engine.generation.caught_up_max_s * 1e3, 2),
+                      "causes": dict(engine.generation.catch_up_causes), "grid_notes_skipped": engine.generation.skipped_late},
         "first_notes_late": first_late,
         "slow_steps": {"over_ms": SLOW_STEP_S * 1e3, "count": engine.generation.slow_step_count,
                        "first": list(engine.generation.slow_steps)},
@@ -359,8 +363,14 @@ def print_run(run: dict) -> None:
     by = f" (late by p50 {_fig(lb['p50'])}, max {_fig(lb['max'])} ms)" if run["first_notes_late"] else ""
     p(f"underruns {run['underruns']}  late {run['late']} messages (must be 0): {run['first_notes_late']} of them "
       f"a gesture's first note{by}")
-    for cause, count in run["late_causes"].items():
-        p(f"  late because {cause}: {count}")
+    caught = run["caught_up"]
+    if caught["count"]:
+        then = (f"the grid voice skipped the {caught['grid_notes_skipped']} note(s) whose time had passed"
+                if run["grid"] else "the music played on from there, its rhythm whole")
+        p(f"caught up {caught['count']}x (the future fell behind the playhead, by at most {caught['max_ms']:g} ms; "
+          f"{then}):")
+        for cause, count in caught["causes"].items():
+            p(f"  {cause}: {count}")
     slow = run["slow_steps"]
     if slow["count"]:
         p(f"slow model calls (> {slow['over_ms']:g} ms): {slow['count']}; the first, with this thread's counters "
