@@ -143,6 +143,25 @@ def test_steered_voice_plays_denser_when_asked_for_more_notes():
     assert rates[10.0] > 2.0 * rates[2.0]
 
 
+def test_the_ahead_penalty_keeps_the_count_of_notes_a_second_closer_to_the_asked_rate():
+    def counts_per_second(ahead_gain: float) -> np.ndarray:
+        from dataclasses import replace
+
+        voice = StreamingVoice(tiny_model(), seed=5, steering=replace(steer.DEFAULT_STEERING, density_ahead_gain=ahead_gain))
+        voice.set_controls(Controls(density=6.0))
+        t, onsets = 0.0, []
+        for event in play(voice, 6000):
+            if event.type == EventType.TIME_SHIFT:
+                t += event.value / 100.0
+            elif event.type == EventType.NOTE_ON:
+                onsets.append(t)
+        return np.bincount(np.asarray(onsets, dtype=int))[:-1]  # note-ons in each whole second
+
+    symmetric, paced = counts_per_second(steer.DEFAULT_STEERING.density_gain), counts_per_second(12.0)
+    assert abs(paced.mean() - 6.0) < 1.0  # the asked rate either way ...
+    assert np.mean((paced - 6.0) ** 2) < 0.8 * np.mean((symmetric - 6.0) ** 2)  # ... but fewer seconds off it
+
+
 def test_steered_voice_strikes_fewer_semitone_clashes_with_its_open_notes():
     def clash_share(steering) -> float:
         voice = StreamingVoice(tiny_model(), seed=7, steering=steering)

@@ -228,8 +228,9 @@ class StreamingVoice:
         density = self._controls.density
         if density is not None and steering.density_gain > 0:
             owed = steer.density_debt(float(density), self._rate, steering.density_max_debt)
-            note_ons += steering.density_gain * owed
-            values[VELOCITY_OFFSET:] += steering.density_gain * owed  # a VELOCITY event leads into a note-on
+            bonus = (steering.density_gain if owed >= 0.0 else steering.density_ahead_gain) * owed
+            note_ons += bonus
+            values[VELOCITY_OFFSET:] += bonus  # a VELOCITY event leads into a note-on
             if steering.overshoot_gain > 0:
                 values[TIME_SHIFT_OFFSET:VELOCITY_OFFSET] += steer.shift_overshoot_bias(
                     float(density), self._rate, self._rate_window_s, steering.overshoot_gain, steering.overshoot_slack)
