@@ -47,7 +47,7 @@ from instrument.controls import Controls, control_distance
 from instrument.ledger import NoteLedger
 from instrument.performer import REFERENCE_TEMPO, Performer
 from instrument.scheduler import Scheduler, TimedMessage
-from instrument.stages import S_DEADLINE, S_MUSIC_WAIT, S_PICKUP, S_PITCH, S_PUSHED, S_RESTORED, S_STEP_S, S_STEPS, GestureStages
+from instrument.stages import GestureStages
 from instrument.stats import Samples
 
 OPENING_S = 0.030  # the opening of a regenerated future: its messages may leave as they are made ...
@@ -123,7 +123,6 @@ class Generation:
         self.slow_step_count = 0
         self.catch_up_causes: dict[str, int] = {}  # catch-ups by cause (the session log says when)
         self._usage = resource.getrusage(resource.RUSAGE_THREAD)  # this thread's counters at the end of the last fill
-        self._stage_epoch, self._stage_steps, self._stage_step_s = 0, 0, 0.0  # rollback awaiting its first note
 
     # ------------------------------------------------------------------ sending thread
     def start(self, t0: float, controls: Controls, offset: float = 0.0) -> None:
@@ -167,7 +166,7 @@ class Generation:
         if request is not None:
             picked = self.clock.now()  # gesture stage timing
             self._rollback(request)
-            self._stage_rollback(request.epoch, picked)  # gesture stage timing
+            self.stages.picked_up(request.epoch, picked, self.clock.now())  # gesture stage timing
         performer, voice = self.performer, self.voice
         if performer.horizon < now and not self._in_underrun:
             self.underruns += 1
@@ -201,7 +200,7 @@ class Generation:
                 for refiner in self.refiners:
                     refiner.apply(messages, gen_now, performer.cursor)
             pushed_at = self._push(messages, voice.snapshot())
-            if self._stage_epoch and self._stage_step(elapsed, messages, pushed_at):
+            if self.stages.awaiting and self.stages.model_step(elapsed, messages, self.t0, pushed_at):
                 # a gesture's first note is due now: let the sending thread take the GIL and send it before the
                 # next model steps (at most 2 ms), instead of competing with them for it
                 self.on_answer_pushed()
@@ -244,33 +243,6 @@ class Generation:
         if len(self.slow_steps) < SLOW_STEPS_KEPT:
             self.slow_steps.append(cause)
         self.on_event("slow_step", **cause)
-
-    # --- gesture stage timing (generation thread) ---------------------------------------------- begin
-    def _stage_rollback(self, epoch: int, picked: float) -> None:
-        stages = self.stages
-        stages.put(epoch, S_PICKUP, picked)
-        stages.put(epoch, S_RESTORED, self.clock.now())
-        self._stage_epoch, self._stage_steps, self._stage_step_s = epoch, 0, 0.0
-
-    def _stage_step(self, elapsed: float, messages: list[TimedMessage], pushed_at: float) -> bool:
-        """Record the steps until the rollback's first note-on; True once it is pushed and due at once."""
-        self._stage_steps += 1
-        self._stage_step_s += elapsed
-        epoch = self._stage_epoch
-        for item in messages:
-            message = item.message
-            if item.epoch == epoch and message.type == "note_on" and message.velocity > 0:
-                stages = self.stages
-                stages.put(epoch, S_STEPS, self._stage_steps)
-                stages.put(epoch, S_STEP_S, self._stage_step_s)
-                stages.put(epoch, S_PUSHED, self.t0 + pushed_at)
-                stages.put(epoch, S_DEADLINE, self.t0 + item.deadline)
-                stages.put(epoch, S_MUSIC_WAIT, item.music_wait)
-                stages.put(epoch, S_PITCH, message.note)
-                self._stage_epoch = 0
-                return item.deadline <= pushed_at
-        return False
-    # --- gesture stage timing -------------------------------------------------------------------- end
 
     def _set_controls(self, controls) -> None:
         """New controls for the voice, and for the refiners that follow one (the Velocity Net: loudness)."""

@@ -28,6 +28,8 @@ class GestureStages:
     def __init__(self, capacity: int = 8192) -> None:
         self.capacity = capacity
         self.rows = np.full((capacity, len(STAGE_COLUMNS)), np.nan)
+        # the generation thread's rollback awaiting its first note-on (0: none), its model steps and their time
+        self.awaiting, self._steps, self._step_s = 0, 0, 0.0
 
     def begin(self, epoch: int, request_t: float) -> None:
         """Clear the row of a new epoch before its request is visible to the generation thread."""
@@ -45,6 +47,30 @@ class GestureStages:
         """The sending thread's part at the first note: when it fell due, was sent, and its index among all sent."""
         row = self.rows[epoch % self.capacity]
         row[S_SENT], row[S_DUE], row[S_SEND], row[S_SEQ] = sent_t, due_t, send_t, seq
+
+    def picked_up(self, epoch: int, picked_t: float, restored_t: float) -> None:
+        """The generation thread's part at the rollback: when it took the request and when it had restored."""
+        row = self.rows[epoch % self.capacity]
+        row[S_PICKUP], row[S_RESTORED] = picked_t, restored_t
+        self.awaiting, self._steps, self._step_s = epoch, 0, 0.0
+
+    def model_step(self, elapsed: float, messages, t0: float, pushed_at: float) -> bool:
+        """One model step's part until the awaited rollback's first note-on; True once it is pushed and due at once.
+
+        `messages`: the step's `TimedMessage`s (session seconds, so `t0` makes them absolute), pushed at `pushed_at`.
+        """
+        self._steps += 1
+        self._step_s += elapsed
+        epoch = self.awaiting
+        for item in messages:
+            message = item.message
+            if item.epoch == epoch and message.type == "note_on" and message.velocity > 0:
+                row = self.rows[epoch % self.capacity]
+                row[S_STEPS], row[S_STEP_S], row[S_PUSHED] = self._steps, self._step_s, t0 + pushed_at
+                row[S_DEADLINE], row[S_MUSIC_WAIT], row[S_PITCH] = t0 + item.deadline, item.music_wait, message.note
+                self.awaiting = 0
+                return item.deadline <= pushed_at
+        return False
 
     def put(self, epoch: int, column: int, value: float) -> None:
         """Write one cell (column: an index of STAGE_COLUMNS)."""
