@@ -199,6 +199,19 @@ def test_a_rollback_hands_over_the_held_note_offs_and_forgets_the_future():
     assert [(m.message.type, m.deadline) for m in release] == [("note_off", 1.3), ("note_on", 1.3)]
 
 
+def test_a_stall_moves_the_held_note_offs_with_the_music():
+    refiner = open_refiners(["duration"])[0]
+    refiner._step = lambda features, state: (-0.2, state)  # every note 22 % longer: all note-offs held
+    messages = [note_on(0.0, 60), note_on(0.5, 62), TimedMessage(1.0, mido.Message("note_off", note=60, velocity=0))]
+    refiner.apply(messages, now=0.0, cursor=1.0)
+    refiner.delay(0.3)  # a stall: the performer plays the rest 0.3 s later (`Performer.delay`)
+    assert refiner._held[60].deadline == pytest.approx(1.22140 + 0.3, abs=1e-4)
+    # 62 started at 0.5, now at 0.8 in the delayed music: ending at 1.8 (delayed), it lasted 1.0 s -> 1.2214 s
+    late_end = [TimedMessage(1.8, mido.Message("note_off", note=62, velocity=0))]
+    refiner.apply(late_end, now=1.3, cursor=1.8)
+    assert refiner._held[62].deadline == pytest.approx(0.8 + 1.22140, abs=1e-4)
+
+
 @pytest.mark.parametrize("voice", ["charrnn", "dcrnn", "seqae"])
 def test_every_voice_renders_with_live_durations_and_keeps_the_note_rules(voice, tmp_path):
     """The demo take through `render --refine velocity,duration`, and random gestures (rollbacks) through the engine."""
