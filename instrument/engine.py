@@ -412,7 +412,7 @@ class Engine:
             **self.jitter.summary_ms("jitter"),
             **g.step_time.summary_ms("step"),
             "underruns": g.underruns, "rollbacks": g.rollbacks, "strikes": g.strikes, "sent": self.sent, "late": g.late,
-            "opening_delayed": g.opening_delayed,
+            "opening_delayed": g.opening_delayed, "caught_up": g.caught_up,
             "restrikes": self.ledger.restrikes, "orphan_offs": self.ledger.orphan_offs,
             "stuck_at_stop": self.stuck_at_stop,
             "device": self.voice.device, "realtime": self.realtime,

@@ -201,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         latency = f"control->note p99 {p99} ms" if p99 is not None else "control->note p99 - (no gesture measured)"
         print(f"instrument play: stopped{' by ' + signal.Signals(stopped_by[0]).name if stopped_by else ''}; "
               f"{stats['sent']} messages sent, underruns {stats['underruns']}, late {stats['late']}, "
+              f"caught up after stalls {stats['caught_up']}, "
               f"{latency}; {saved}", file=sys.stderr)
         return 0
     finally:

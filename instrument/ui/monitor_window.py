@@ -171,7 +171,8 @@ def state_from_snapshot(snap, *, mapping: Mapping, controller, spec: str, seed: 
         midi if midi.upper().startswith("MIDI") else f"MIDI {midi}",
         f"tempo {snap.tempo:.1f} bpm, clock {clock}",
         f"control->note p99 {_ms(stats.get('control_to_note_p99_ms'))}, jitter p99 {_ms(stats.get('jitter_p99_ms'))}",
-        f"sent {stats.get('sent', 0)} msgs, late {stats.get('late', 0)}, underruns {stats.get('underruns', 0)}, "
+        f"sent {stats.get('sent', 0)} msgs, late {stats.get('late', 0)}, caught up {stats.get('caught_up', 0)}, "
+        f"underruns {stats.get('underruns', 0)}, "
         f"rollbacks {stats.get('rollbacks', 0)}",
         ctl_text,
         f"t {snap.t:.1f} s, generated to {snap.horizon:.2f} s",
