@@ -292,6 +292,19 @@ def condition_vector(
     return vec
 
 
+def write_condition(out: np.ndarray, register: float | None, density: float | None, weights: np.ndarray,
+                    spec: ConditionSpec = DEFAULT_SPEC) -> None:
+    """`condition_vector(..., out=out)` on a gesture's path: scalar math, and `weights` trusted (12, summing to 1).
+
+    For a voice's own key histogram; a histogram from outside goes through `condition_vector`, which checks it.
+    """
+    pitch = spec.default_register if register is None else float(register)
+    rate = spec.default_density if density is None else float(density)
+    out[REGISTER] = (pitch - spec.register_center) / spec.register_scale
+    out[DENSITY] = math.log1p(rate if rate > 0.0 else 0.0) / math.log1p(spec.density_ref)
+    out[HISTOGRAM] = weights
+
+
 # --------------------------------------------------------------------------- augmentation
 def transpose_conditions(cond: np.ndarray, semitones: int, spec: ConditionSpec = DEFAULT_SPEC) -> np.ndarray:
     """Conditions of the music transposed by ``semitones``: histogram rolled, register shifted."""

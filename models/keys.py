@@ -61,11 +61,12 @@ class OwnKey:
     PRIOR = np.asarray(key_histogram("C:major")) ** 2  # sharpened: training histograms are peaked (median 2.9 bits)
     PRIOR_WEIGHT = 3.0  # the prior is worth three notes
 
-    __slots__ = ("counts", "count")
+    __slots__ = ("counts", "count", "_histogram")
 
     def __init__(self, counts: np.ndarray | None = None, count: int = 0) -> None:
         self.counts = np.zeros(12) if counts is None else counts  # (12,)
         self.count = count
+        self._histogram: np.ndarray | None = None  # computed once: a restored state's is ready for a gesture
 
     def add(self, pitch: int) -> "OwnKey":
         """A new count with one more note-on of `pitch`."""
@@ -74,9 +75,12 @@ class OwnKey:
         return OwnKey(counts, self.count + 1)
 
     def histogram(self) -> np.ndarray:
-        """(12,) weights summing to 1: the prior until the notes outweigh it."""
-        h = self.counts + self.PRIOR / self.PRIOR.sum() * self.PRIOR_WEIGHT
-        return h / h.sum()
+        """(12,) weights summing to 1: the prior until the notes outweigh it (one array per count: never modify it)."""
+        if self._histogram is None:
+            h = self.counts + self.PRIOR / self.PRIOR.sum() * self.PRIOR_WEIGHT
+            self._histogram = h / h.sum()
+            self._histogram.flags.writeable = False
+        return self._histogram
 
     def key_profile(self) -> np.ndarray:
         """(12,) the Krumhansl-Kessler profile of the key its notes fit best (C major before any note).

@@ -241,3 +241,20 @@ def test_past_and_neutral_conditions_never_look_ahead():
     late = event_times(pulse) >= 1.5
     np.testing.assert_allclose(COND_V2.denorm_density(past[late, 1]), 10.0, rtol=0.11)
     np.testing.assert_allclose(COND_V2.denorm_register(past[:, 0]), 60.0, atol=1e-4)
+
+
+def test_the_gesture_path_writes_the_same_condition_as_condition_vector():
+    from models.conditioning import COND_V2, write_condition
+    from models.keys import OwnKey
+
+    rng = np.random.default_rng(0)
+    own = OwnKey()
+    for i in range(200):
+        own = own.add(int(rng.integers(0, 128)))
+        for spec in (DEFAULT_SPEC, COND_V2):
+            register = float(rng.uniform(20, 110)) if i % 7 else None
+            density = float(rng.uniform(-1, 40)) if i % 5 else None
+            written = np.empty(COND_DIM, dtype=np.float32)
+            write_condition(written, register, density, own.histogram(), spec)
+            assert np.array_equal(written, condition_vector(register, density, own.histogram(), spec))
+    assert own.histogram() is own.histogram() and not own.histogram().flags.writeable  # computed once, shared

@@ -10,7 +10,7 @@ from instrument.controls import Controls
 from instrument.voices.base import fault_check, prepare_cpu, resolve_device
 from instrument.voices.registry import VoiceInfo, VoiceOptions, register_voice
 from instrument.voices import steering as steer
-from models.conditioning import DEFAULT_SPEC, ConditionSpec, condition_vector
+from models.conditioning import DEFAULT_SPEC, ConditionSpec, condition_vector, write_condition
 from models.keys import OwnKey, key_histogram, scale_pitch_classes
 from models.events import (CODEC, NOTE_OFF_OFFSET, NOTE_ON_OFFSET, STEPS_PER_SECOND, TIME_SHIFT_OFFSET,
                            VELOCITY_OFFSET,
@@ -138,11 +138,14 @@ class StreamingVoice:
         if self._cond is None:
             return
         hist = controls.key_histogram if controls.key_histogram is not None else self.key_histogram
-        if hist is None:
-            hist = self._pitch_classes.histogram()
-        if self._cond_values is not None:
-            condition_vector(controls.register, controls.density, hist, self.spec, out=self._cond_values)  # (14,)
+        if self._cond_values is not None:  # (14,)
+            if hist is None:  # the voice's own key: a histogram already normalized, cached with its counts
+                write_condition(self._cond_values, controls.register, controls.density,
+                                self._pitch_classes.histogram(), self.spec)
+            else:
+                condition_vector(controls.register, controls.density, hist, self.spec, out=self._cond_values)
         else:
+            hist = self._pitch_classes.histogram() if hist is None else hist
             self._cond.copy_(torch.from_numpy(condition_vector(controls.register, controls.density, hist, self.spec)))
 
     def strike(self, after_s: float = 0.0) -> None:
