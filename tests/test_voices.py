@@ -9,7 +9,7 @@ from instrument.controls import Controls
 from instrument.voices.charrnn import StreamingVoice, _open_after
 from instrument.voices.dcrnn import ChunkVoice, decode_roll, roll_events
 from models.charrnn.model import CharRNN, CharRNNConfig
-from models.events import Event, EventType
+from models.events import NOTE_ON_OFFSET, Event, EventType
 
 
 def tiny_model(seed: int = 0) -> CharRNN:
@@ -108,6 +108,26 @@ def test_strike_makes_the_next_event_a_note_on():
         voice.strike()
         event, = voice.next_events()
         assert event.type == EventType.NOTE_ON
+
+
+def test_a_strike_never_draws_a_pitch_struck_under_30_ms_before_it_sounds():
+    """Such a note-on would merge with that note (the performer's one-note rule): the gesture would have no note."""
+    voice = StreamingVoice(tiny_model(), seed=4)
+    for _ in range(10):
+        voice.next_events()
+    logits = torch.full((1, 388), -30.0)
+    logits[0, NOTE_ON_OFFSET + 60], logits[0, NOTE_ON_OFFSET + 67] = 10.0, 0.0  # the model wants 60, a little 67
+    voice._step = lambda token, cond, state: (logits, state)
+    state = voice.snapshot()
+    drawn = {}
+    for ages, after_s in ((((60, 0.010),), 0.0), (((60, 0.010),), 0.025), (((60, 0.0),), 0.0)):
+        voice.restore(state)
+        voice._open = ages
+        voice.strike(after_s)
+        event, = voice.next_events()
+        drawn[(ages[0][1], after_s)] = event.value
+    assert drawn[(0.010, 0.0)] == 67 and drawn[(0.0, 0.0)] == 67  # 60 struck 10 ms / 0 ms before: another pitch
+    assert drawn[(0.010, 0.025)] == 60  # struck 35 ms before the strike sounds: a note of its own, so 60 again
 
 
 def test_a_strike_is_one_model_step_and_a_numpy_draw_that_keeps_the_scale_lock(monkeypatch):

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from instrument.controls import Controls
+from instrument.performer import MIN_NOTE_S
 from instrument.voices.base import fault_check, prepare_cpu, resolve_device
 from instrument.voices.registry import VoiceInfo, VoiceOptions, register_voice
 from instrument.voices import steering as steer
@@ -105,7 +106,7 @@ class StreamingVoice:
         # over a C-major prior): a flat histogram lies outside the training data, where it means silence.
         self._pitch_classes = OwnKey()
         self._controls = Controls()
-        self._strike = False
+        self._strike, self._strike_after_s = False, 0.0
         self._open: tuple[tuple[int, float], ...] = ()  # (pitch, seconds sounding) of the notes it has struck
         self._last_on: int | None = None  # the pitch it struck last (sounding or not)
         # Decode-time steering (steering.py): None plays the model's distribution untouched.
@@ -149,8 +150,12 @@ class StreamingVoice:
             self._cond.copy_(torch.from_numpy(condition_vector(controls.register, controls.density, hist, self.spec)))
 
     def strike(self, after_s: float = 0.0) -> None:
-        """The next event is a note-on, drawn from the model's own distribution restricted to note-ons."""
+        """The next event is a note-on, drawn from the model's own distribution restricted to note-ons.
+
+        `after_s`: how far past this state's time the strike sounds (the playhead after a rollback).
+        """
         self._strike = True
+        self._strike_after_s = after_s
 
     @torch.inference_mode()
     def next_events(self) -> tuple[Event]:
@@ -200,7 +205,14 @@ class StreamingVoice:
             if bias is not None:
                 note_ons = note_ons + bias
         uniform = self._strike_rng.random()
-        return self._sample_pitch(note_ons, uniform, self.temperature, self.top_p, self._forbidden)
+        forbidden = self._forbidden
+        # a pitch struck under MIN_NOTE_S before the strike sounds would merge with it into one note (the
+        # performer's rule), and the gesture would have no note of its own: the strike draws another
+        fresh = [pitch for pitch, age in self._open if age + self._strike_after_s < MIN_NOTE_S]
+        if fresh:
+            forbidden = np.zeros(128, dtype=bool) if forbidden is None else forbidden.copy()
+            forbidden[fresh] = True
+        return self._sample_pitch(note_ons, uniform, self.temperature, self.top_p, forbidden)
 
     def _pitch_bias(self, note_ons: np.ndarray) -> np.ndarray | None:
         """(128,) NOTE_ON bias of the register window, the clash and repeat penalties and the register tilt, or None."""
