@@ -280,23 +280,26 @@ def condition_vector(
     `out`: a (14,) float32 array to write into (a live voice's condition tensor, seen through numpy).
     """
     vec = np.empty(COND_DIM, dtype=np.float32) if out is None else out
-    vec[REGISTER] = spec.norm_register(spec.default_register if register is None else register)
-    vec[DENSITY] = spec.norm_density(spec.default_density if density is None else density)
     if key_histogram is None:
-        vec[HISTOGRAM] = 1.0 / 12
+        weights = _UNIFORM_KEY
     else:
         h = np.asarray(key_histogram, dtype=np.float64).reshape(-1)
         if h.size != 12 or (h < 0).any() or not np.isfinite(h).all() or h.sum() <= 0:
             raise ValueError(f"key_histogram must be 12 non-negative finite weights with a positive sum, got {tuple(h)}")
-        vec[HISTOGRAM] = h / h.sum()
+        weights = h / h.sum()
+    write_condition(vec, register, density, weights, spec)
     return vec
+
+
+_UNIFORM_KEY = np.full(12, 1.0 / 12)  # (12,) no key asked for
 
 
 def write_condition(out: np.ndarray, register: float | None, density: float | None, weights: np.ndarray,
                     spec: ConditionSpec = DEFAULT_SPEC) -> None:
-    """`condition_vector(..., out=out)` on a gesture's path: scalar math, and `weights` trusted (12, summing to 1).
+    """Write the (14,) condition into `out`: scalar math, `weights` trusted (12, summing to 1); None -> corpus medians.
 
-    For a voice's own key histogram; a histogram from outside goes through `condition_vector`, which checks it.
+    A voice's own key histogram goes straight here on a gesture's path; any other goes through
+    `condition_vector`, which checks it first.
     """
     pitch = spec.default_register if register is None else float(register)
     rate = spec.default_density if density is None else float(density)

@@ -256,5 +256,9 @@ def test_the_gesture_path_writes_the_same_condition_as_condition_vector():
             density = float(rng.uniform(-1, 40)) if i % 5 else None
             written = np.empty(COND_DIM, dtype=np.float32)
             write_condition(written, register, density, own.histogram(), spec)
+            expected = np.concatenate([[spec.norm_register(spec.default_register if register is None else register),
+                                        spec.norm_density(spec.default_density if density is None else density)],
+                                       own.histogram()]).astype(np.float32)  # the spec's own (numpy) normalisers
+            assert np.array_equal(written, expected)
             assert np.array_equal(written, condition_vector(register, density, own.histogram(), spec))
     assert own.histogram() is own.histogram() and not own.histogram().flags.writeable  # computed once, shared
