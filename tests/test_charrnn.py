@@ -201,3 +201,24 @@ def test_packed_step_equals_the_lstm_step_and_leaves_the_state_untouched():
                 torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
             state = got_state
     assert all(torch.equal(a, b) for a, b in zip(first, before))  # snapshots are references: never written
+
+
+@pytest.mark.parametrize("layers,cond_dim", [(3, 14), (2, 0)])
+def test_a_prepared_half_step_finishes_under_any_condition_as_the_whole_step_would(layers, cond_dim):
+    # a gesture restores a state prepared before the hand moved, then finishes it under the new condition
+    from models.charrnn.model import CharRNN, CharRNNConfig, PackedStep
+
+    torch.manual_seed(1)
+    model = CharRNN(CharRNNConfig(hidden_size=32, num_layers=layers, embed_dim=16, cond_dim=cond_dim)).eval()
+    packed = PackedStep(model)
+    state = tuple(torch.randn(layers, 1, 32) for _ in range(2))
+    with torch.inference_mode():
+        tok = torch.tensor([261])
+        prepared = packed.prepare(tok, state)
+        for _ in range(3):
+            cond = torch.randn(1, cond_dim) if cond_dim else None
+            want_logits, want_state = model.step(tok, cond, state)
+            got_logits, got_state = packed.finish(prepared, cond, state)
+            torch.testing.assert_close(got_logits, want_logits, rtol=1e-5, atol=1e-5)
+            for got, want in zip(got_state, want_state):
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

@@ -86,19 +86,34 @@ def test_clash_bias_penalizes_semitones_from_held_pitch_classes_in_every_octave(
 
 def test_onset_rate_follows_a_steady_stream_and_forgets_within_its_window():
     rate = steer.OnsetRate()
-    for _ in range(200):  # 8 note-ons per second for 25 s
+    for _ in range(200):  # 8 note-ons per second for 25 s, 8 asked
         rate = steer.rate_after_note_on(rate)
-        rate = steer.rate_after_shift(rate, 0.125, 0.5)
+        rate = steer.rate_after_shift(rate, 0.125, 0.5, 8.0)
     assert rate.per_second() == pytest.approx(8.0, rel=0.3)
-    assert steer.density_debt(8.0, rate, 3.0) == pytest.approx(0.0, abs=1.0)  # on target: nothing owed
-    assert steer.density_debt(16.0, rate, 3.0) == pytest.approx(3.0)  # owes 4 notes, clamped to 3
-    silent = steer.rate_after_shift(rate, 2.0, 0.5)  # four windows of silence
+    assert steer.density_debt(rate, 3.0) == pytest.approx(0.0, abs=1.0)  # on target: nothing owed
+    silent = steer.rate_after_shift(rate, 2.0, 0.5, 2.0)  # four windows of silence, 2 asked
     assert silent.per_second() < 0.2
-    assert steer.density_debt(2.0, silent, 3.0) == pytest.approx(2.0 * 0.5, abs=0.1)  # a window's worth owed
+    assert steer.density_debt(silent, 3.0) == pytest.approx(2.0 * 0.5, abs=0.1)  # a window's worth owed
+    assert steer.density_debt(steer.rate_after_shift(rate, 2.0, 0.5, None), 3.0) == 0.0  # nothing asked
+
+
+def test_a_new_rate_is_owed_from_the_moment_it_is_asked_not_over_the_whole_window():
+    rate = steer.OnsetRate()
+    for _ in range(200):  # on time at 4 a second
+        rate = steer.rate_after_note_on(rate)
+        rate = steer.rate_after_shift(rate, 0.25, 0.7, 4.0)
+    before = steer.density_debt(rate, 3.0)
+    # the hand asks for 16 a second: nothing more is owed at once (no burst of notes) ...
+    assert steer.density_debt(steer.rate_after_shift(rate, 0.0, 0.7, 16.0), 3.0) == pytest.approx(before)
+    # ... but 0.125 s later about the 2 notes 16 a second asks for in that time
+    owed = steer.density_debt(steer.rate_after_shift(rate, 0.125, 0.7, 16.0), 3.0) - before
+    assert owed == pytest.approx(2.0, abs=0.25)
+    # asked for 1 a second, it is ahead by the notes it played early, not silenced for a whole window
+    assert steer.density_debt(steer.rate_after_shift(rate, 0.125, 0.7, 1.0), 3.0) - before > -0.5
 
 
 def test_overshoot_spares_shifts_that_end_on_time_and_penalizes_those_that_skip_owed_notes():
-    on_time = steer.OnsetRate(count=4.0, weight=0.5)  # 8 note-ons per second, nothing owed
+    on_time = steer.OnsetRate(count=4.0, weight=0.5, expected=4.0)  # 8 note-ons per second, nothing owed
     bias = steer.shift_overshoot_bias(8.0, on_time, 0.7, gain=2.0, slack=1.0)
     assert bias.shape == (100,) and bias.dtype == np.float32
     assert np.all(bias[:10] == 0.0)  # up to 0.1 s: less than one more note comes due

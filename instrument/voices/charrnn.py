@@ -112,7 +112,7 @@ class StreamingVoice:
         # Decode-time steering (steering.py): None plays the model's distribution untouched.
         self.steering = steering
         self._rate_window_s = (steering or steer.DEFAULT_STEERING).rate_window_s
-        self._rate = steer.OnsetRate()  # its own recent onset rate, part of the state
+        self._rate = steer.OnsetRate()  # its own recent onsets against those asked for, part of the state
         self._register_window = None  # (128,) numpy NOTE_ON bias of the current register, or None
         active = steering is not None and steering.register_strength > 0
         self._register_windows = steer.register_windows(steering.register_width, steering.register_strength) \
@@ -122,6 +122,10 @@ class StreamingVoice:
             from models.charrnn.model import PackedStep
 
             self._step = PackedStep(model)  # the same sums, half the time (a cold strike step: 1.4 -> 0.8 ms)
+        # PackedStep's condition-free half of the next step, made once this step's event is drawn (None: not
+        # made yet); part of the state, so a gesture that restores it pays only the other half
+        self._prepare = getattr(self._step, "prepare", None)
+        self._prepared = None
         if self.device == "cuda" and cuda_graph:
             self._step = _GraphedStep(model, self._state, cond_dim)
         self.set_controls(Controls())
@@ -163,9 +167,8 @@ class StreamingVoice:
         fault_check()
         if self._cond_stale:
             self.set_controls(self._controls)
-        self._token.fill_(self._last)
-        logits, self._state = self._step(self._token, self._cond, self._state)  # (1, 388)
-        logits = logits[0]
+        logits = self._model_step()[0]  # (388,)
+        struck = self._strike
         if logits.device.type != "cpu":
             logits = logits.float().cpu()
         if self._strike:
@@ -181,7 +184,8 @@ class StreamingVoice:
         event = _EVENTS[self._last]
         self._open = _open_after(self._open, event)
         if event.type == EventType.TIME_SHIFT:
-            self._rate = steer.rate_after_shift(self._rate, event.value / STEPS_PER_SECOND, self._rate_window_s)
+            self._rate = steer.rate_after_shift(self._rate, event.value / STEPS_PER_SECOND, self._rate_window_s,
+                                                 self._controls.density)
         elif event.type == EventType.NOTE_ON:
             self._rate = steer.rate_after_note_on(self._rate)
             self._last_on = event.value
@@ -190,7 +194,21 @@ class StreamingVoice:
             # the condition stays a function of the state: rebuilt before the next step, not here,
             # so a strike's note-on leaves without waiting for it
             self._cond_stale = self._cond is not None
+        self._prepared = None
+        if self._prepare is not None and not struck:  # a strike's note-on leaves first: its next step prepares
+            self._token.fill_(self._last)
+            self._prepared = self._prepare(self._token, self._state)
         return (event,)
+
+    def _model_step(self) -> torch.Tensor:
+        """One model step from the last event under the present condition: logits (1, 388); the state advances."""
+        self._token.fill_(self._last)
+        if self._prepare is None:
+            logits, self._state = self._step(self._token, self._cond, self._state)
+        else:
+            prepared = self._prepared if self._prepared is not None else self._prepare(self._token, self._state)
+            logits, self._state = self._step.finish(prepared, self._cond, self._state)
+        return logits
 
     def _strike_pitch(self, logits: torch.Tensor) -> int:
         """A strike's pitch: the model's NOTE_ON logits under the steering's pitch biases, drawn in numpy.
@@ -242,7 +260,7 @@ class StreamingVoice:
             note_ons += steer.keep_mass(note_ons, pitch_bias) if steering.keep_note_on_mass else pitch_bias
         density = self._controls.density
         if density is not None and steering.density_gain > 0:
-            owed = steer.density_debt(float(density), self._rate, steering.density_max_debt)
+            owed = steer.density_debt(self._rate, steering.density_max_debt)
             bonus = (steering.density_gain if owed >= 0.0 else steering.density_ahead_gain) * owed
             note_ons += bonus
             values[VELOCITY_OFFSET:] += bonus  # a VELOCITY event leads into a note-on
@@ -274,12 +292,13 @@ class StreamingVoice:
         return logits
 
     def snapshot(self) -> tuple:
-        """(recurrent state, last event, own-key counts, open notes, onset rate, last pitch): references, never modified."""
-        return (self._state, self._last, self._pitch_classes, self._open, self._rate, self._last_on)
+        """(recurrent state, last event, own-key counts, open notes, onset rate, last pitch, the next step's
+        prepared half): references, never modified."""
+        return (self._state, self._last, self._pitch_classes, self._open, self._rate, self._last_on, self._prepared)
 
     def restore(self, snapshot: tuple) -> None:
         """Continue from a snapshot."""
-        self._state, self._last, self._pitch_classes, self._open, self._rate, self._last_on = snapshot
+        self._state, self._last, self._pitch_classes, self._open, self._rate, self._last_on, self._prepared = snapshot
         self._strike = False
         # the own-key condition is part of the state: rebuilt before the next step, unless new controls
         # come first (a rollback's), which rebuild it anyway: one rebuild on a gesture's path, not two
