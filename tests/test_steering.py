@@ -159,10 +159,10 @@ def test_steered_voice_plays_denser_when_asked_for_more_notes():
 
 
 def test_the_ahead_penalty_keeps_the_count_of_notes_a_second_closer_to_the_asked_rate():
-    def counts_per_second(ahead_gain: float) -> np.ndarray:
+    def counts_per_second(ahead_gain: float, seed: int) -> np.ndarray:
         from dataclasses import replace
 
-        voice = StreamingVoice(tiny_model(), seed=5, steering=replace(steer.DEFAULT_STEERING, density_ahead_gain=ahead_gain))
+        voice = StreamingVoice(tiny_model(), seed=seed, steering=replace(steer.DEFAULT_STEERING, density_ahead_gain=ahead_gain))
         voice.set_controls(Controls(density=6.0))
         t, onsets = 0.0, []
         for event in play(voice, 6000):
@@ -172,9 +172,12 @@ def test_the_ahead_penalty_keeps_the_count_of_notes_a_second_closer_to_the_asked
                 onsets.append(t)
         return np.bincount(np.asarray(onsets, dtype=int))[:-1]  # note-ons in each whole second
 
-    symmetric, paced = counts_per_second(steer.DEFAULT_STEERING.density_gain), counts_per_second(12.0)
+    # three seeds of a small random model (7-27 % fewer squared seconds off each); the shipped model's
+    # figure is `bench music`'s density rho (16 seeds of the steps take: 0.895 with one gain, 0.907 with 12)
+    symmetric = np.concatenate([counts_per_second(steer.DEFAULT_STEERING.density_gain, seed) for seed in (5, 6, 7)])
+    paced = np.concatenate([counts_per_second(12.0, seed) for seed in (5, 6, 7)])
     assert abs(paced.mean() - 6.0) < 1.0  # the asked rate either way ...
-    assert np.mean((paced - 6.0) ** 2) < 0.8 * np.mean((symmetric - 6.0) ** 2)  # ... but fewer seconds off it
+    assert np.mean((paced - 6.0) ** 2) < 0.9 * np.mean((symmetric - 6.0) ** 2)  # ... but fewer seconds off it
 
 
 def test_steered_voice_strikes_fewer_semitone_clashes_with_its_open_notes():
