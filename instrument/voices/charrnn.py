@@ -168,11 +168,10 @@ class StreamingVoice:
         if self._cond_stale:
             self.set_controls(self._controls)
         logits = self._model_step()[0]  # (388,)
-        struck = self._strike
+        struck, self._strike = self._strike, False
         if logits.device.type != "cpu":
             logits = logits.float().cpu()
-        if self._strike:
-            self._strike = False
+        if struck:
             index = NOTE_ON_OFFSET + self._strike_pitch(logits)
         else:
             if self.steering is not None:

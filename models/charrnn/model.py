@@ -241,13 +241,10 @@ class PackedStep:
         """The step from its prepared part and cond (1, C) -> logits (1, V) and a new (h, c), each (layers, 1, H)."""
         c = state[1]
         hs, cs = [], []
-        x = None
-        for k, gates in enumerate(prepared.gates):
-            if k == 0:
-                if self.cond_weight is not None:
-                    gates = torch.addmm(gates, cond, self.cond_weight)
-            else:
-                gates = torch.addmm(gates, x, self.inputs[k - 1])  # (1, 4H): input, forget, cell, output
+        x = cond  # what each layer still has to add: layer 0 the condition (if any), layer k the output of k - 1
+        for k, (gates, weight) in enumerate(zip(prepared.gates, (self.cond_weight,) + self.inputs)):
+            if weight is not None:
+                gates = torch.addmm(gates, x, weight)  # (1, 4H): input, forget, cell, output
             i, f, g, o = gates.chunk(4, 1)
             c_k = torch.sigmoid(f) * c[k] + torch.sigmoid(i) * torch.tanh(g)  # (1, H)
             x = torch.sigmoid(o) * torch.tanh(c_k)  # (1, H), the next layer's input
