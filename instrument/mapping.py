@@ -164,14 +164,31 @@ class KeyMap:
 
     def index(self, frame: ControlFrame, previous: int | None) -> int | None:
         """Which key the frame asks for (None: no driving axis); `previous` holds near its edges."""
-        u = self.position.read(frame)
-        if u is None:
-            return previous
-        n = len(self.keys)
-        where = min(1.0, max(0.0, u)) * n
-        if previous is not None and previous - KEY_HYSTERESIS <= where <= previous + 1 + KEY_HYSTERESIS:
-            return previous
-        return min(n - 1, int(where))
+        return choose(self.position.read(frame), len(self.keys), previous)
+
+
+@dataclass(frozen=True, slots=True)
+class StyleMap:
+    """The Char-RNN's style condition: a fixed style, or an axis choosing among `styles`."""
+
+    position: AxisMap | None  # -> [0, 1]: where along `styles`; None: always the first
+    styles: tuple[str, ...]  # style names of the model (its training folders), e.g. ("classical", "jazz")
+
+    def index(self, frame: ControlFrame, previous: int | None) -> int | None:
+        """Which style the frame asks for; `previous` holds near its edges."""
+        if self.position is None:
+            return 0
+        return choose(self.position.read(frame), len(self.styles), previous)
+
+
+def choose(u: float | None, n: int, previous: int | None) -> int | None:
+    """Which of `n` choices laid along [0, 1] the position `u` picks (None: `previous`), holding near an edge."""
+    if u is None:
+        return previous
+    where = min(1.0, max(0.0, u)) * n
+    if previous is not None and previous - KEY_HYSTERESIS <= where <= previous + 1 + KEY_HYSTERESIS:
+        return previous
+    return min(n - 1, int(where))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +221,7 @@ class Mapping:
     noise_slots: tuple[int, ...] = ()  # EMG channel i -> slot noise_slots[i]
     poses: dict[str, str] | None = None  # None: pose does not drive theme
     key: KeyMap | None = None  # None: no axis chooses the key
+    style: StyleMap | None = None  # None: the voice plays its default style
     lost: LostPolicy = field(default_factory=LostPolicy)
     response: ResponsePolicy = field(default_factory=ResponsePolicy)
     source: str = "<default>"
@@ -236,6 +254,8 @@ class Mapping:
             names.add("theme")
         if self.key is not None:
             names |= {"key", "key_histogram"}
+        if self.style is not None:
+            names.add("style")
         return frozenset(names)
 
     def sources(self) -> dict[str, str]:
@@ -247,6 +267,8 @@ class Mapping:
             out["theme"] = "pose"
         if self.key is not None:
             out["key_histogram"] = self.key.position.label
+        if self.style is not None:
+            out["style"] = self.style.position.label if self.style.position else self.style.styles[0]
         return out
 
     def reset(self) -> None:
@@ -254,6 +276,7 @@ class Mapping:
         self._last: Controls | None = None
         self._lost_since: float | None = None
         self._key_index: int | None = None
+        self._style_index: int | None = None
 
     def override(self, name: str, value: Any) -> None:
         """Pin control `name` to `value` from now on, whatever the frames say (None: unpin).
@@ -325,6 +348,10 @@ class Mapping:
             self._key_index = index = self.key.index(frame, self._key_index)
             if index is not None:
                 scalars.update(key=self.key.keys[index], key_histogram=self.key.histograms[index])
+        if self.style is not None:
+            self._style_index = index = self.style.index(frame, self._style_index)
+            if index is not None:
+                scalars["style"] = self.style.styles[index]
         controls = Controls(present=True, noise_slots=noise, theme=theme, **scalars)
         self._last = controls
         return controls

@@ -1,7 +1,7 @@
 """Reading a mapping file: TOML -> `Mapping`, every value checked before anything plays.
 
 Sections are the targets (`[register]`, `[velocity]`, `[tempo]`, ...), plus `[lost]`,
-`[response]`, `[noise_slots]`, `[theme]`, `[key]` and one `[cc.N]` per MIDI CC sent out. A target is
+`[response]`, `[noise_slots]`, `[theme]`, `[key]`, `[style]` and one `[cc.N]` per MIDI CC sent out. A target is
 driven by one axis (`axis = "x"`) or by several (`sources = [{axis = "x", weight = 0.5},
 {axis = "emg", weight = 0.5}]` with `combine = "sum"` or `"max"`). Every number is checked
 here: finite, inside what its target can play (mapping.TARGET_LIMITS); a problem is one
@@ -14,7 +14,7 @@ import math
 import tomllib
 
 from instrument.mapping import (CC_PREFIX, COMBINES, MAX_GLIDE_S, SANITY_BOUND, SCALAR_AXES, SCALAR_TARGETS,
-                                TARGET_LIMITS, AxisMap, KeyMap, LostPolicy, MappingError, ResponsePolicy)
+                                TARGET_LIMITS, AxisMap, KeyMap, LostPolicy, MappingError, ResponsePolicy, StyleMap)
 
 AXIS_KEYS = {"axis", "sources", "combine", "range", "curve", "dead_zone", "invert", "neutral"}
 MAX_WEIGHT = 10.0
@@ -51,7 +51,7 @@ def response_policy(table: dict) -> ResponsePolicy:
 
 
 def _from_dict(cls, data: dict, source: str):
-    sections = ("lost", "response", *SCALAR_TARGETS, "noise_slots", "theme", "key", "cc")
+    sections = ("lost", "response", *SCALAR_TARGETS, "noise_slots", "theme", "key", "style", "cc")
     unknown = set(data) - set(sections)
     if unknown:
         raise ValueError(f"unknown section [{sorted(unknown)[0]}] (accepted: {', '.join(sections)})")
@@ -90,6 +90,8 @@ def _from_dict(cls, data: dict, source: str):
         mapping.poses = dict(poses)
     if "key" in data:
         mapping.key = key_map(data["key"])
+    if "style" in data:
+        mapping.style = style_map(data["style"])
     return mapping
 
 
@@ -117,6 +119,19 @@ def key_map(table: object) -> KeyMap:
     table["range"] = [0.0, 1.0]
     position = axis_map(table, "key", limits=None)
     return KeyMap(position, tuple(keys), tuple(key_histogram(name) for name in keys))
+
+
+def style_map(table: object) -> StyleMap:
+    """`[style]`: `styles = ["jazz"]` plays one style; with an axis (or sources), the axis chooses among them."""
+    table = dict(_table(table, "style", (AXIS_KEYS - {"range", "neutral"}) | {"styles"}))
+    styles = table.pop("styles", None)
+    if not (isinstance(styles, list) and 0 < len(styles) <= 16 and all(isinstance(s, str) and s for s in styles)):
+        raise ValueError(f"[style] styles must list 1 to 16 style names of the model, e.g. [\"classical\", \"jazz\"], "
+                         f"got {styles!r:.60}")
+    if not table:
+        return StyleMap(None, tuple(styles))
+    table["range"] = [0.0, 1.0]
+    return StyleMap(axis_map(table, "style", limits=None), tuple(styles))
 
 
 def _table(value: object, section: str, keys: set[str]) -> dict:

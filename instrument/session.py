@@ -47,6 +47,7 @@ class SessionConfig:
     top_p: float = 0.95
     key: str | None = None  # soft key condition, e.g. "C:major"
     scale_lock: bool = False  # only the key's scale (needs key)
+    style: str | None = None  # the Char-RNN's default style (a model trained with styles), e.g. "jazz"
     tempo: float = 120.0  # bpm; 120 plays time shifts at their trained length
     seed: int | None = None  # None: a random seed, written to the session log
     port: str = DEFAULT_PORT_NAME  # virtual output port name
@@ -124,11 +125,14 @@ def open_session_voice(config: SessionConfig, seed: int):
     except CheckpointError as err:
         raise UsageError(f"--model {name}: {err}") from None
     options = VoiceOptions(checkpoint=checkpoint, device=config.device, seed=seed, temperature=config.temperature,
-                           top_p=config.top_p, key=config.key, scale_lock=config.scale_lock, int8=config.quantize)
+                           top_p=config.top_p, key=config.key, scale_lock=config.scale_lock, int8=config.quantize,
+                           style=config.style)
     try:
         voice = open_voice(voice_name, options)
     except (CheckpointError, ModelError, ValueError, OSError) as err:
         raise UsageError(f"--model {name}: {err}") from None
+    if config.style is not None and "style" not in voice.listens:
+        raise UsageError(f"--style: {name} has no style condition (train one with `instrument train charrnn --styles ...`)")
     return shape_voice(voice)  # velocity, transpose and temperature for every voice (instrument/voice_shaping.py)
 
 
@@ -145,11 +149,25 @@ def session_mapping(config: SessionConfig, voice, kind: str):
     from instrument.mapping import Mapping
 
     if config.mapping:
-        return Mapping.from_toml(config.mapping)
+        mapping = Mapping.from_toml(config.mapping)
+        check_styles(mapping, voice)
+        return mapping
     name = voice.info.mapping_for(kind)
     if name == "default.toml":  # a voice that names no mapping of its own plays with the shipped default
         return Mapping.default()
     return Mapping.packaged(name)
+
+
+def check_styles(mapping, voice) -> None:
+    """A mapping's [style] names only styles the voice's model was trained with (else a UsageError, before playing)."""
+    from instrument.mapping import MappingError
+
+    if mapping.style is None or "style" not in voice.listens:
+        return  # a voice without a style condition: describe_mapping warns that [style] does nothing
+    unknown = [s for s in mapping.style.styles if s not in voice.styles]
+    if unknown:
+        raise MappingError(f"mapping file {mapping.source}: [style] names {unknown[0]!r}; this model's styles are "
+                           f"{', '.join(voice.styles)}")
 
 
 def describe_mapping(mapping, voice, kind: str) -> tuple[str, list[str]]:
@@ -159,6 +177,8 @@ def describe_mapping(mapping, voice, kind: str) -> tuple[str, list[str]]:
     axes = {name: axis_map.axes for name, axis_map in mapping.scalars.items()}  # several where sources are weighted
     if mapping.key is not None:
         axes["key_histogram"] = mapping.key.position.axes
+    if mapping.style is not None:  # a fixed style is driven by no axis
+        axes["style"] = mapping.style.position.axes if mapping.style.position else ()
     listens = frozenset(voice.listens) | SHAPED_CONTROLS  # every voice plays these (build_engine shapes it)
     live, warnings = [], []
     sent = KIND_AXES.get(kind)

@@ -12,6 +12,11 @@ Layout (``COND_DIM == 14``)::
     [1]      density_norm   = log1p(NOTE_ONs per second in the next W_d s) / log1p(30)
     [2:14]   pitch-class histogram of the next W_h s, duration-weighted, sums to 1
              (uniform when nothing sounds)
+    [14:14+S] the style's one-hot, when the spec names S styles (the piece's folder in training)
+
+A spec may add one-hot **style** columns after the histogram (``ConditionSpec.styles``, e.g.
+classical, jazz, easy: one per training folder), so one model plays each corpus's manner and
+the mapping picks it (``[14:14+S]``, exactly one 1; ``styles == ()`` adds none).
 
 Two versions of the windows (``SPECS``): cond-v1 (Performance RNN's: W_r = W_h = 5 s,
 W_d = 3 s), under which the music glides to a new hand position over 1-2 s, and cond-v2
@@ -52,20 +57,41 @@ class ConditionSpec:
     default_register: float = 64.6    # median over classical train events (4.25 M): the neutral register
     default_density: float = 13.7     # median over classical train events: the neutral density (note-ons/s)
     version: str = "cond-v1"          # bump when the meaning of the vector changes
+    styles: tuple[str, ...] = ()      # one-hot style columns after the histogram
+    default_style: str | None = None  # the style a condition gets when none is named (None: the first of styles)
 
     @property
     def dim(self) -> int:
-        """Length of the condition vector."""
-        return COND_DIM
+        """Length of the condition vector: the music's 14, then one column per style."""
+        return COND_DIM + len(self.styles)
+
+    def style_index(self, style: str | None) -> int:
+        """Column offset (past the histogram) of a style; None -> the default style."""
+        if style is None:
+            return self.styles.index(self.default_style) if self.default_style is not None else 0
+        try:
+            return self.styles.index(style)
+        except ValueError:
+            known = ", ".join(self.styles) if self.styles else "none: this model has no style condition"
+            raise ValueError(f"unknown style {style!r}; this model knows: {known}") from None
+
+    def style_vector(self, style: str | None) -> np.ndarray:
+        """(S,) float32 one-hot of a style (empty when the spec has no styles)."""
+        out = np.zeros(len(self.styles), dtype=np.float32)
+        if self.styles:
+            out[self.style_index(style)] = 1.0
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, stored beside checkpoints."""
-        return asdict(self)
+        """JSON-ready form, stored beside checkpoints (a spec without styles writes what it always did)."""
+        d = asdict(self)
+        d["styles"] = list(self.styles)
+        return {k: v for k, v in d.items() if not (k in ("styles", "default_style") and not v)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ConditionSpec":
         """Inverse of :meth:`to_dict` (unknown keys are an error)."""
-        return cls(**d)
+        return cls(**{**d, "styles": tuple(d.get("styles", ()))})
 
     # Normalization of the two scalars, vectorized over numpy arrays.
     def norm_register(self, pitch):
@@ -243,16 +269,28 @@ def _conditions(tl: _Timeline, spec: ConditionSpec) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def extract_conditions(events_or_notes, spec: ConditionSpec = DEFAULT_SPEC, *, times=None) -> np.ndarray:
-    """(T, 14) float32 condition for each event: codec indices (or ``Event``s), or ``Note``s plus event ``times``."""
+def extract_conditions(events_or_notes, spec: ConditionSpec = DEFAULT_SPEC, *, times=None,
+                       style: str | None = None) -> np.ndarray:
+    """(T, spec.dim) float32 condition for each event: codec indices (or ``Event``s), or ``Note``s plus event ``times``.
+
+    `style`: the piece's style, for a spec with style columns (None: its default).
+    """
     seq = events_or_notes if isinstance(events_or_notes, np.ndarray) else list(events_or_notes)
     if len(seq) and hasattr(seq[0], "pitch") and hasattr(seq[0], "start"):
         if times is None:
             raise ValueError("extract_conditions(notes) needs times=: the event times to align to")
-        return _conditions(_notes_timeline(seq, times), spec)
+        return with_style(_conditions(_notes_timeline(seq, times), spec), spec, style)
     if times is not None:
         raise ValueError("times= is only for Note input; event times come from the TIME_SHIFTs")
-    return _conditions(_timeline(seq), spec)
+    return with_style(_conditions(_timeline(seq), spec), spec, style)
+
+
+def with_style(music: np.ndarray, spec: ConditionSpec, style: str | None) -> np.ndarray:
+    """(T, 14) music conditions -> (T, spec.dim): the style's one-hot appended to every row (unchanged without styles)."""
+    if not spec.styles:
+        return music
+    onehot = np.broadcast_to(spec.style_vector(style), (music.shape[0], len(spec.styles)))
+    return np.concatenate([music, onehot], axis=1).astype(np.float32, copy=False)
 
 
 def measure(events, spec: ConditionSpec = DEFAULT_SPEC) -> dict[str, Any]:
@@ -274,12 +312,14 @@ def condition_vector(
     key_histogram: Sequence[float] | None = None,
     spec: ConditionSpec = DEFAULT_SPEC,
     out: np.ndarray | None = None,
+    style: str | None = None,
 ) -> np.ndarray:
-    """(14,) float32 vector from live controls (MIDI pitch, note-ons/s, 12 weights); None -> corpus medians / uniform.
+    """(spec.dim,) float32 vector from live controls (MIDI pitch, note-ons/s, 12 weights, style); None -> defaults.
 
-    `out`: a (14,) float32 array to write into (a live voice's condition tensor, seen through numpy).
+    `out`: a (spec.dim,) float32 array to write into (a live voice's condition tensor, seen through numpy).
     """
-    vec = np.empty(COND_DIM, dtype=np.float32) if out is None else out
+    vec = np.empty(spec.dim, dtype=np.float32) if out is None else out
+    vec[COND_DIM:] = spec.style_vector(style)
     if key_histogram is None:
         weights = _UNIFORM_KEY
     else:
@@ -296,7 +336,7 @@ _UNIFORM_KEY = np.full(12, 1.0 / 12)  # (12,) no key asked for
 
 def write_condition(out: np.ndarray, register: float | None, density: float | None, weights: np.ndarray,
                     spec: ConditionSpec = DEFAULT_SPEC) -> None:
-    """Write the (14,) condition into `out`: scalar math, `weights` trusted (12, summing to 1); None -> corpus medians.
+    """Write the music's (14,) part of the condition into `out` (style columns untouched): scalar math, `weights` trusted (12, summing to 1); None -> corpus medians.
 
     A voice's own key histogram goes straight here on a gesture's path; any other goes through
     `condition_vector`, which checks it first.
@@ -341,8 +381,8 @@ def own_key_histograms(events) -> np.ndarray:
     return (h / h.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def past_conditions(events, spec: ConditionSpec = DEFAULT_SPEC) -> np.ndarray:
-    """(T, 14) what a listener who only hears the past would set after each event.
+def past_conditions(events, spec: ConditionSpec = DEFAULT_SPEC, style: str | None = None) -> np.ndarray:
+    """(T, spec.dim) what a listener who only hears the past would set after each event.
 
     Register: mean NOTE_ON pitch of the events up to and including i in the last register
     window (default register when none); density: their count per second over the density
@@ -365,13 +405,13 @@ def past_conditions(events, spec: ConditionSpec = DEFAULT_SPEC) -> np.ndarray:
     window = np.clip(t - (t[0] if t.size else 0.0), spec.min_window_s, spec.density_window_s)
     out[:, DENSITY] = spec.norm_density((last - first) / window)
     out[:, HISTOGRAM] = own_key_histograms(idx)
-    return out.astype(np.float32)
+    return with_style(out.astype(np.float32), spec, style)
 
 
-def neutral_conditions(events, spec: ConditionSpec = DEFAULT_SPEC) -> np.ndarray:
-    """(T, 14) what the live voice plays with when nobody moves: default register and density, own-key histogram."""
+def neutral_conditions(events, spec: ConditionSpec = DEFAULT_SPEC, style: str | None = None) -> np.ndarray:
+    """(T, spec.dim) what the live voice plays with when nobody moves: default register and density, own-key histogram."""
     hist = own_key_histograms(events)
     out = np.empty((hist.shape[0], COND_DIM), dtype=np.float32)
     out[:, :HISTOGRAM.start] = condition_vector(spec=spec)[:HISTOGRAM.start]
     out[:, HISTOGRAM] = hist
-    return out
+    return with_style(out, spec, style)

@@ -64,6 +64,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--top-p", type=float, default=0.95, help="nucleus sampling mass for the Char-RNN (default 0.95)")
     a("--key", default=None, metavar="KEY", help="soft key condition, e.g. C:major, F#:minor, Bb")
     a("--scale-lock", action="store_true", help="play only notes of --key's scale")
+    a("--style", default=None, metavar="NAME", help="the Char-RNN's style when the mapping picks none, for a model "
+      "trained with styles (e.g. classical, jazz, easy; a mapping's [style] section can choose it live)")
     a("--tempo", type=float, default=120.0, metavar="BPM", help="tempo (default 120; scales time, and the DCRNN's bars)")
     a("--seed", type=seed_arg, default=None, help="random seed (default: random, written to the session log)")
     port = parser.add_mutually_exclusive_group()

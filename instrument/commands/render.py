@@ -53,6 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a("--top-p", type=float, default=0.95, help="nucleus sampling mass (default 0.95)")
     a("--key", default=None, metavar="KEY", help="soft key condition, e.g. C:major")
     a("--scale-lock", action="store_true", help="only notes of --key's scale")
+    a("--style", default=None, metavar="NAME", help="the Char-RNN's style when the mapping picks none (a model with styles)")
     a("--tempo", type=float, default=120.0, metavar="BPM", help="tempo (default 120)")
     a("--refine", type=refine_arg, default=(), metavar="velocity[,duration]",
       help="refiners behind the voice: velocity, duration")
@@ -68,7 +69,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 # ----------------------------------------------------------------------------- a recorded session's settings
-SESSION_FIELDS = ("model", "seed", "temperature", "top_p", "key", "scale_lock", "tempo", "refine", "mapping",
+SESSION_FIELDS = ("model", "seed", "temperature", "top_p", "key", "scale_lock", "style", "tempo", "refine", "mapping",
                   "lookahead", "channel", "program")  # SessionConfig fields (in the log's first line) that are render flags
 SUFFIXES = (".log.jsonl", ".controls.jsonl", ".mid")
 
@@ -199,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.controls:
         raise UsageError("give --controls FILE.jsonl (a control stream) or --session NAME (a recorded session)")
     config = SessionConfig(model=args.model, device="cpu", temperature=args.temperature, top_p=args.top_p,
-                           key=args.key, scale_lock=args.scale_lock, tempo=args.tempo, seed=args.seed,
+                           key=args.key, scale_lock=args.scale_lock, style=args.style, tempo=args.tempo, seed=args.seed,
                            mapping=args.mapping, lookahead=args.lookahead, duration=args.duration, refine=args.refine,
                            channel=args.channel, program=args.program, quantize=getattr(args, "quantize", False))
     started = time.perf_counter()

@@ -11,7 +11,7 @@ from instrument.performer import MIN_NOTE_S
 from instrument.voices.base import fault_check, prepare_cpu, resolve_device
 from instrument.voices.registry import VoiceInfo, VoiceOptions, register_voice
 from instrument.voices import steering as steer
-from models.conditioning import DEFAULT_SPEC, ConditionSpec, condition_vector, write_condition
+from models.conditioning import COND_DIM, DEFAULT_SPEC, ConditionSpec, condition_vector, write_condition
 from models.keys import OwnKey, key_histogram, scale_pitch_classes
 from models.events import (CODEC, NOTE_OFF_OFFSET, NOTE_ON_OFFSET, STEPS_PER_SECOND, TIME_SHIFT_OFFSET,
                            VELOCITY_OFFSET,
@@ -65,7 +65,7 @@ class StreamingVoice:
                  key: str | None = None, scale_lock: bool = False, seed: int = 0,
                  spec: ConditionSpec = DEFAULT_SPEC, quantize: bool = False, cuda_graph: bool = True,
                  pitch_range: tuple[int, int] | None = None, name: str = "charrnn",
-                 steering: steer.SteeringConfig | None = steer.DEFAULT_STEERING) -> None:
+                 steering: steer.SteeringConfig | None = steer.DEFAULT_STEERING, style: str | None = None) -> None:
         from models.sampling import forbidden_pitches, sample_pitch, sample_token  # the engine runs without torch models
 
         self._sample = sample_token
@@ -76,6 +76,12 @@ class StreamingVoice:
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.spec = spec
+        self.styles = spec.styles  # the style condition's choices (empty: this checkpoint has none)
+        self.unplayable = () if spec.styles else ("style",)  # knobs VoiceInfo declares that this checkpoint cannot play
+        if style is not None:
+            spec.style_index(style)  # an unknown style is a clear error here, not a surprise on stage
+        self.style = style  # the style played when the controls name none (None: the model's first)
+        self._style_written: str | None = ""  # the style the condition's style columns hold now ("": none yet)
         self.pitch_range = pitch_range
         self.allowed = scale_pitch_classes(key) if (key and scale_lock) else None
         self._forbidden = forbidden_pitches(self.allowed, pitch_range)  # (128,) bool or None, for strikes
@@ -143,15 +149,20 @@ class StreamingVoice:
         if self._cond is None:
             return
         hist = controls.key_histogram if controls.key_histogram is not None else self.key_histogram
-        if self._cond_values is not None:  # (14,)
+        style = (controls.style or self.style) if self.styles else None
+        if self._cond_values is not None:  # (C,)
             if hist is None:  # the voice's own key: a histogram already normalized, cached with its counts
                 write_condition(self._cond_values, controls.register, controls.density,
                                 self._pitch_classes.histogram(), self.spec)
+                if self.styles and style != self._style_written:  # the style columns change only with the style
+                    self._cond_values[COND_DIM:] = self.spec.style_vector(style)
             else:
-                condition_vector(controls.register, controls.density, hist, self.spec, out=self._cond_values)
+                condition_vector(controls.register, controls.density, hist, self.spec, out=self._cond_values, style=style)
         else:
             hist = self._pitch_classes.histogram() if hist is None else hist
-            self._cond.copy_(torch.from_numpy(condition_vector(controls.register, controls.density, hist, self.spec)))
+            self._cond.copy_(torch.from_numpy(condition_vector(controls.register, controls.density, hist, self.spec,
+                                                               style=style)))
+        self._style_written = style
 
     def strike(self, after_s: float = 0.0) -> None:
         """The next event is a note-on, drawn from the model's own distribution restricted to note-ons.
@@ -324,7 +335,7 @@ def _open_after(open_notes: tuple[tuple[int, float], ...], event: Event) -> tupl
 
 
 @register_voice(VoiceInfo(
-    name="charrnn", summary="Conditional Char-RNN", listens=("register", "density", "key_histogram"),
+    name="charrnn", summary="Conditional Char-RNN", listens=("register", "density", "key_histogram", "style"),
     model_class="CharRNN", weights="charrnn.pt",
     mappings={"default": "charrnn_camera.toml", "emg": "charrnn_emg.toml"},
 ))
@@ -337,6 +348,7 @@ def open_charrnn(options: VoiceOptions) -> StreamingVoice:
     spec = ConditionSpec.from_dict(meta["conditioning"]) if meta.get("conditioning") else DEFAULT_SPEC
     return StreamingVoice(model, device=options.device, temperature=options.temperature, top_p=options.top_p,
                           key=options.key, scale_lock=options.scale_lock, seed=options.seed, spec=spec,
-                          quantize=options.int8, name="charrnn" if options.checkpoint is None else path.name)
+                          quantize=options.int8, name="charrnn" if options.checkpoint is None else path.name,
+                          style=options.style if spec.styles else None)
 
 

@@ -40,6 +40,7 @@ class VoiceOptions:
     key: str | None = None
     scale_lock: bool = False
     int8: bool = False  # int8 dynamic quantization of the weights on the CPU
+    style: str | None = None  # the default style, for a voice whose checkpoint has a style condition
 
 
 @dataclass(frozen=True)
@@ -139,5 +140,6 @@ def open_voice(name: str, options: VoiceOptions):
     info, opener = _OPENERS[name]
     voice = opener(options)
     voice.info = info
-    voice.listens = frozenset(info.listens)
+    # a checkpoint may lack a knob its voice declares (a Char-RNN trained without a style condition)
+    voice.listens = frozenset(info.listens) - frozenset(getattr(voice, "unplayable", ()))
     return voice

@@ -27,6 +27,7 @@ Four questions, each answered with numbers:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -230,6 +231,9 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="checkpoint .pt (default: the shipped model)")
     parser.add_argument("--data", nargs="+", type=Path, required=True, metavar="DIR", help="MIDI folders; the test split is scored")
     parser.add_argument("--all", action="store_true", help="score every piece of --data (any collection), not only its test split")
+    parser.add_argument("--style", default=None, metavar="NAME",
+                        help="the style condition every figure is measured under, for a model trained with styles "
+                             "(default: its first, e.g. classical)")
     parser.add_argument("--nll-only", action="store_true", help="only the likelihoods: no sampling, control sweeps or copy check")
     parser.add_argument("--samples", type=int, default=8, help="samples per control level (default: %(default)s)")
     parser.add_argument("--length", type=int, default=512, help="events per generated sample (default: %(default)s)")
@@ -251,6 +255,12 @@ def run_charrnn(args: argparse.Namespace) -> int:
     path = args.model or shipped_checkpoint("charrnn")
     model, config, meta = load_charrnn(path)
     spec = ConditionSpec.from_dict(meta["conditioning"]) if config.cond_dim else None
+    if args.style is not None:
+        try:
+            (spec or ConditionSpec()).style_index(args.style)
+        except ValueError as err:
+            raise ModelError(f"--style: {err}") from None
+        spec = dataclasses.replace(spec, default_style=args.style)  # every condition below is built in this style
     corpus = Corpus.load(args.data)
     if not corpus.pieces:
         raise ModelError(f"no usable MIDI files under {', '.join(map(str, args.data))}")
@@ -263,6 +273,8 @@ def run_charrnn(args: argparse.Namespace) -> int:
         raise ModelError(str(err)) from None
     report["model"] = str(path)
     report["conditioning"] = spec.version if spec else "none"
+    if spec is not None and spec.styles:
+        report["style"] = spec.styles[spec.style_index(None)]
     report["seconds"] = round(time.perf_counter() - started, 1)
     report.setdefault("freerun_seconds", 0.0 if args.nll_only else float(args.freerun_seconds))  # --json says what ran
     if args.json:

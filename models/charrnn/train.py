@@ -16,6 +16,7 @@ only rank 0 writes files.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import math
 import os
@@ -77,16 +78,44 @@ def warm_start(model: CharRNN, config: CharRNNConfig, path: str, device: torch.d
             raise CheckpointError(f"{path}: conditioning {source_version!r} is none of {', '.join(SPECS)}")
     except (CheckpointError, FileNotFoundError) as err:
         raise _usage_error(f"--init-from: {err}") from None
-    if source_config.to_dict() != config.to_dict():
+    added = len(spec.styles) if spec is not None else 0
+    source_styles = tuple((meta.get("conditioning") or {}).get("styles", ()))
+    widened = dataclasses.replace(source_config, cond_dim=source_config.cond_dim + added) if added and not source_styles else source_config
+    if widened.to_dict() != config.to_dict():
         raise _usage_error(f"--init-from: {path} has {source_config.to_dict()}; pass the same --arch/--embed-dim/--dropout/--unconditioned")
-    model.load_state_dict(source.state_dict())
+    model.load_state_dict(_widen_condition(source.state_dict(), model.state_dict(), added))
     model.to(device)
     training, metrics = meta.get("training", {}), meta.get("metrics", {})
     step = int(training.get("step", 0))
-    same_task = spec is None or (meta.get("conditioning") or {}).get("version") == spec.version
+    same_task = spec is None or ((meta.get("conditioning") or {}).get("version") == spec.version and source_styles == spec.styles)
     return {"step": step, "best": float(metrics.get("valid_nll_per_event", math.inf)) if same_task else math.inf, "bad_epochs": 0,
             "elapsed_s": float(training.get("minutes", 0.0)) * 60, "history": list(meta.get("history", [])),
             "optimizer_start_step": step}
+
+
+def _widen_condition(source: dict, target: dict, added: int) -> dict:
+    """The source's weights with `added` zero input columns for new style inputs (the condition comes last).
+
+    Zero columns leave every output as it was: at step 0 the widened model plays exactly as the source.
+    """
+    out = {}
+    for name, value in source.items():
+        want = target[name].shape
+        if value.shape != want:
+            if not (added and value.shape[:-1] == want[:-1] and value.shape[-1] + added == want[-1]):
+                raise _usage_error(f"--init-from: {name} has shape {tuple(value.shape)}, this model {tuple(want)}")
+            value = torch.cat([value, value.new_zeros(*value.shape[:-1], added)], dim=-1)
+        out[name] = value
+    return out
+
+
+def piece_styles(pieces, roots: list[str], styles: tuple[str, ...]) -> list[str | None]:
+    """Each piece's style: the name given to the --data folder it came from (None without styles)."""
+    if not styles:
+        return [None] * len(pieces)
+    folders = [Path(r) for r in roots]
+    return [next(styles[i] for i, f in enumerate(folders) if Path(p.path) == f or Path(p.path).is_relative_to(f))
+            for p in pieces]
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -141,7 +170,7 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
     threads = args.threads or max(1, (os.cpu_count() or 1) // world)
     torch.set_num_threads(threads)
     torch.manual_seed(args.seed)  # the same initial weights on every rank
-    spec = SPECS[args.conditioning] if config.cond_dim else None
+    spec = training_spec(args) if config.cond_dim else None
     out = Path(args.out)
     best_path, resume_path, plot_path = out / args.name, out / f"{args.name}.resume.pt", out / f"{args.name}_loss.png"
     if master:
@@ -159,7 +188,9 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
     valid_pieces = corpus.split("valid")
     if not train_pieces or not valid_pieces:
         raise _usage_error(f"--data needs pieces in both train and valid splits; found {len(train_pieces)} train, {len(valid_pieces)} valid")
-    val_tokens, val_cond = validation_windows([p.events for p in valid_pieces], args.seq_len, spec, args.valid_windows)
+    styles = spec.styles if spec else ()
+    val_tokens, val_cond = validation_windows([p.events for p in valid_pieces], args.seq_len, spec, args.valid_windows,
+                                              piece_styles(valid_pieces, args.data, styles))
     events_per_second = sum(len(p.events) for p in valid_pieces) / max(sum(p.seconds for p in valid_pieces), 1e-9)
     provenance = corpus_provenance(corpus, args.data)
 
@@ -189,7 +220,8 @@ def _train(config: CharRNNConfig, args: argparse.Namespace, rank: int, world: in
         st = warm_start(model, config, args.init_from, device, spec)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
     # Each rank draws its own windows; re-seeding with the step keeps resumed runs reproducible.
-    sampler = WindowSampler(train_pieces, args.seq_len, spec, not args.no_augment, seed=args.seed * 1_000_003 + rank * 7919 + st["step"])
+    sampler = WindowSampler(train_pieces, args.seq_len, spec, not args.no_augment, seed=args.seed * 1_000_003 + rank * 7919 + st["step"],
+                            styles=piece_styles(corpus.split("train"), args.data, styles))
     total_steps = args.epochs * args.steps_per_epoch
     budget_s = args.max_minutes * 60 if args.max_minutes else None
 
@@ -302,6 +334,9 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conditioning", default=DEFAULT_SPEC.version, choices=sorted(SPECS),
                         help="condition windows (models/conditioning.py): cond-v2 looks 1 s ahead for register and density, "
                              "cond-v1 3-5 s (default: %(default)s)")
+    parser.add_argument("--styles", nargs="+", default=None, metavar="NAME",
+                        help="one style name per --data folder (e.g. classical jazz easy): adds a style condition, one-hot, "
+                             "that the mapping's [style] section or play --style sets (default: no style condition)")
     parser.add_argument("--epochs", type=int, default=100, help="maximum epochs (default: %(default)s)")
     parser.add_argument("--steps-per-epoch", type=int, default=250, help="optimizer steps between validations (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="windows per step and process (default: %(default)s)")
@@ -319,6 +354,11 @@ def configure_charrnn(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=None, help="corpus cache folder (default: $DEEP_SYMPHONY_CACHE or ~/.cache)")
 
 
+def training_spec(args: argparse.Namespace):
+    """The run's conditioning: the --conditioning windows, with a style column per --styles name."""
+    return dataclasses.replace(SPECS[args.conditioning], styles=tuple(args.styles or ()))
+
+
 def _usage_error(message: str) -> Exception:
     from models.errors import ModelError
 
@@ -334,8 +374,13 @@ def run_charrnn(args: argparse.Namespace) -> int:
     for name in ("epochs", "steps_per_epoch", "batch_size", "seq_len", "valid_windows"):
         if getattr(args, name) < 1:
             raise _usage_error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.styles is not None:
+        if args.unconditioned:
+            raise _usage_error("--styles is a condition: drop --unconditioned")
+        if len(args.styles) != len(args.data) or len(set(args.styles)) != len(args.styles):
+            raise _usage_error(f"--styles needs one distinct name per --data folder: {len(args.data)} folders, got {args.styles}")
     config = CharRNNConfig(embed_dim=args.embed_dim, hidden_size=hidden, num_layers=layers, cell=cell,
-                           cond_dim=0 if args.unconditioned else DEFAULT_SPEC.dim, dropout=args.dropout)
+                           cond_dim=0 if args.unconditioned else training_spec(args).dim, dropout=args.dropout)
     out = Path(args.out)
     if args.resume and args.init_from:
         raise _usage_error("--resume continues this run and --init-from starts one from a checkpoint: pass one of them")

@@ -20,7 +20,13 @@ MAX_STRETCH = 0.05       # time stretch factor in [0.95, 1.05]
 class WindowSampler:
     """Random training windows: tokens (B, T+1) and conditions (B, T+1, C) of the events they hold."""
 
-    def __init__(self, pieces: list[np.ndarray], seq_len: int, spec: ConditionSpec | None, augment: bool, seed: int):
+    def __init__(self, pieces: list[np.ndarray], seq_len: int, spec: ConditionSpec | None, augment: bool, seed: int,
+                 styles: list[str | None] | None = None):
+        """`styles`: each piece's style (its folder), for a spec with style columns; None: the spec's default."""
+        styles = [None] * len(pieces) if styles is None else list(styles)
+        if len(styles) != len(pieces):
+            raise ValueError(f"{len(styles)} styles for {len(pieces)} pieces")
+        self.styles = [s for e, s in zip(pieces, styles) if len(e) > seq_len + 1]
         self.events = [np.asarray(e, dtype=np.int64) for e in pieces if len(e) > seq_len + 1]
         if not self.events:
             raise ValueError(f"no piece is longer than seq_len + 1 = {seq_len + 1} events")
@@ -46,7 +52,7 @@ class WindowSampler:
         if self.augment:
             chunk = self._augment(chunk, keep=n + start - begin)
         skip = start - begin if len(chunk) >= n + start - begin else 0
-        cond = extract_conditions(chunk, self.spec)[skip:skip + n] if self.spec else None
+        cond = extract_conditions(chunk, self.spec, style=self.styles[p])[skip:skip + n] if self.spec else None
         return chunk[skip:skip + n], cond
 
     def _augment(self, chunk: np.ndarray, keep: int) -> np.ndarray:
@@ -68,12 +74,13 @@ class WindowSampler:
         return tokens, cond
 
 
-def validation_windows(pieces: list[np.ndarray], seq_len: int, spec: ConditionSpec | None, max_windows: int):
+def validation_windows(pieces: list[np.ndarray], seq_len: int, spec: ConditionSpec | None, max_windows: int,
+                       styles: list[str | None] | None = None):
     """Fixed, non-overlapping windows over the held-out pieces: tokens (N, T+1), cond (N, T+1, C) or None."""
     tokens, conds = [], []
-    for events in pieces:
+    for events, style in zip(pieces, [None] * len(pieces) if styles is None else styles):
         events = np.asarray(events, dtype=np.int64)
-        cond = extract_conditions(events, spec) if spec else None
+        cond = extract_conditions(events, spec, style=style) if spec else None
         for s in range(0, len(events) - seq_len - 1 + 1, seq_len):
             tokens.append(events[s:s + seq_len + 1])
             conds.append(cond[s:s + seq_len + 1] if spec else None)
