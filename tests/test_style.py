@@ -81,6 +81,9 @@ def test_a_run_over_two_folders_learns_each_folders_style(corpus_dir, tmp_path):
 
     with pytest.raises(ModelError, match="one distinct name per --data folder"):
         main(["--data", str(corpus_dir), str(jazz), "--styles", "classical", "--out", str(out), *common])
+    with pytest.raises(ModelError, match=r"styles \['classical', 'jazz'\].*--styles"):  # a styled source needs them
+        main(["--data", str(corpus_dir), "--out", str(tmp_path / "again"), *common, "--epochs", "4",
+              "--init-from", str(out / "charrnn.pt")])
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,8 @@ def test_the_voice_plays_the_style_the_controls_name(styled_checkpoint, tiny_cha
         open_voice("charrnn", VoiceOptions(checkpoint=styled_checkpoint, device="cpu", style="rock"))
     plain = open_voice("charrnn", VoiceOptions(checkpoint=tiny_charrnn, device="cpu"))
     assert "style" not in plain.listens  # a checkpoint without styles does not listen to one
+    shipped = open_voice("charrnn", VoiceOptions(device="cpu", style="jazz"))  # the shipped weights have styles
+    assert shipped.styles == STYLED.styles and list(shipped._cond[0].numpy()[COND_DIM:]) == [0, 1, 0]
 
 
 def test_the_mapping_chooses_a_style_along_an_axis_or_fixes_one():

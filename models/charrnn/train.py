@@ -82,7 +82,9 @@ def warm_start(model: CharRNN, config: CharRNNConfig, path: str, device: torch.d
     source_styles = tuple((meta.get("conditioning") or {}).get("styles", ()))
     widened = dataclasses.replace(source_config, cond_dim=source_config.cond_dim + added) if added and not source_styles else source_config
     if widened.to_dict() != config.to_dict():
-        raise _usage_error(f"--init-from: {path} has {source_config.to_dict()}; pass the same --arch/--embed-dim/--dropout/--unconditioned")
+        raise _usage_error(f"--init-from: {path} has {source_config.to_dict()}"
+                           f"{f' and styles {list(source_styles)}' if source_styles else ''}; "
+                           f"pass the same --arch/--embed-dim/--dropout/--unconditioned/--styles")
     model.load_state_dict(_widen_condition(source.state_dict(), model.state_dict(), added))
     model.to(device)
     training, metrics = meta.get("training", {}), meta.get("metrics", {})
