@@ -132,7 +132,7 @@ def open_session_voice(config: SessionConfig, seed: int):
     except (CheckpointError, ModelError, ValueError, OSError) as err:
         raise UsageError(f"--model {name}: {err}") from None
     if config.style is not None and "style" not in voice.listens:
-        raise UsageError(f"--style: {name} has no style condition (train one with `instrument train charrnn --styles ...`)")
+        raise UsageError(f"--style: {name} has no style condition (a Char-RNN trained with `instrument train charrnn --styles ...` has one)")
     return shape_voice(voice)  # velocity, transpose and temperature for every voice (instrument/voice_shaping.py)
 
 

@@ -319,7 +319,8 @@ def condition_vector(
     `out`: a (spec.dim,) float32 array to write into (a live voice's condition tensor, seen through numpy).
     """
     vec = np.empty(spec.dim, dtype=np.float32) if out is None else out
-    vec[COND_DIM:] = spec.style_vector(style)
+    if spec.styles:
+        vec[COND_DIM:] = spec.style_vector(style)
     if key_histogram is None:
         weights = _UNIFORM_KEY
     else:
