@@ -119,11 +119,14 @@ def test_a_real_pointer_and_wheel_over_the_pad_window_play(display):
         wait_until(lambda: mouse.latest().present and mouse.latest().x > 0.7)
         frame = mouse.latest()
         assert frame.x == pytest.approx(240 / 319, abs=0.01) and frame.y == pytest.approx(1 - 60 / 239, abs=0.01)
-        display.wheel(+2)
-        wait_until(lambda: mouse.latest().size >= START_SIZE + 0.1 - 1e-9)
+        display.wheel(+3)  # a quick spin, 50 ms a notch: every notch counts, none lost to the unzoom
+        wait_until(lambda: mouse.latest().size >= START_SIZE + 0.15 - 1e-9)
+        wait_until(lambda: pane.unzooms == 1)  # Qt zoomed on the wheel; once it rested, the pad undid it
+        assert mouse.latest().size == pytest.approx(START_SIZE + 0.15)
         display.wheel(-1)
-        wait_until(lambda: abs(mouse.latest().size - (START_SIZE + 0.05)) < 1e-9)
-        display.move_pointer(x0 + 40, y0 + 200)  # Qt zooms on the wheel; the pad undid it: pixels map 1:1 again
+        wait_until(lambda: abs(mouse.latest().size - (START_SIZE + 0.10)) < 1e-9)
+        wait_until(lambda: pane.unzooms == 2)
+        display.move_pointer(x0 + 40, y0 + 200)  # pixels map 1:1 again
         wait_until(lambda: mouse.latest().x < 0.2)
         assert mouse.latest().x == pytest.approx(40 / 319, abs=0.01)
         assert mouse.latest().y == pytest.approx(1 - 200 / 239, abs=0.01)

@@ -36,6 +36,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MouseCallback = Callable[[int, int, int, int], None]  # (cv2 event, x, y, flags) in image pixels
+# A spin of the wheel is one gesture: the window is recreated to undo Qt's zoom only once the wheel has
+# rested this long, because notches that arrive while it is being recreated go to no window and are lost.
+WHEEL_REST_S = 0.4
 FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype", "/usr/share/fonts")
 
 
@@ -89,10 +92,11 @@ class Pane:
     on_close: Callable[[], None] | None = None  # the user closed the window (or pressed Esc/q)
     image_rect: tuple[int, int, int, int] | None = None  # (x, y, w, h) of the image on screen
     frames: int = 0  # images shown so far
+    unzooms: int = 0  # times the window was recreated to undo Qt's wheel zoom
     render_errors: int = 0
     _ready: threading.Event = field(default_factory=threading.Event, repr=False)
     _error: str | None = field(default=None, repr=False)
-    _zoomed: bool = field(default=False, repr=False)
+    _last_wheel: float | None = field(default=None, repr=False)  # monotonic time of the last notch, while zoomed
 
 
 class GuiHost:
@@ -155,7 +159,7 @@ class GuiHost:
         while not self._stopping.is_set():
             self._serve_requests()
             for pane in list(self._panes.values()):
-                if pane._zoomed:
+                if pane._last_wheel is not None and time.monotonic() - pane._last_wheel >= WHEEL_REST_S:
                     self._unzoom(pane)
                 else:
                     self._draw(pane)
@@ -213,13 +217,13 @@ class GuiHost:
     @staticmethod
     def _on_mouse(pane: Pane, event: int, x: int, y: int, flags: int) -> None:
         if event in (cv2.EVENT_MOUSEWHEEL, cv2.EVENT_MOUSEHWHEEL):
-            pane._zoomed = True  # Qt's highgui zooms the view on the wheel: undone before the next frame
+            pane._last_wheel = time.monotonic()  # Qt's highgui zooms the view on the wheel: undone once it rests
         if pane.on_mouse is not None:
             pane.on_mouse(event, x, y, flags)
 
     def _unzoom(self, pane: Pane) -> None:
         """Recreate a window the wheel zoomed, at the same place (highgui has no call to reset the zoom)."""
-        pane._zoomed = False
+        pane._last_wheel = None
         x, y = (pane.image_rect or (0, 0))[:2]
         self._destroy(pane.name)
         self._create(pane)
@@ -232,6 +236,7 @@ class GuiHost:
             cv2.waitKey(1)
             rect = tuple(cv2.getWindowImageRect(pane.name))
         pane.image_rect = rect
+        pane.unzooms += 1
 
     def _draw(self, pane: Pane) -> None:
         try:
