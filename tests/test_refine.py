@@ -215,7 +215,7 @@ class _Oracle(DurationNet):
 def test_restore_with_the_true_factors_gives_the_original_timing(kind):
     table, _ = as_table(piece(5))
     stretched, log_f, log_g = stretch(table, np.random.default_rng(1), kind=kind)
-    restored = restore_timing(stretched, _Oracle(log_f, log_g))
+    restored = restore_timing(stretched, _Oracle(log_f, log_g), shared_ends=False)  # the division alone
     assert np.allclose(restored[:, START], table[:, START], atol=1e-6)
     assert np.allclose(restored[:, END], table[:, END], atol=1e-6)
 

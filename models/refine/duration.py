@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 
 from models.refine.notes import END, PITCH, START, as_table, from_table, group_stats, onset_groups
+from models.refine.shared_ends import snap_shared_ends
 
 FEATURE_SETS = {"local": 11, "piece": 19, "grid": 29}  # columns of duration_features: "local" (the first net's), "piece" adds
 # piece-relative cues, "grid" adds the phases of intervals and durations against the piece's beat (each set extends the one before)
@@ -287,8 +288,11 @@ class DurationNet(nn.Module):
 
 
 @torch.no_grad()
-def restore_timing(table: np.ndarray, model: DurationNet) -> np.ndarray:
-    """A sorted note table with each group interval and duration divided by the predicted factors."""
+def restore_timing(table: np.ndarray, model: DurationNet, shared_ends: bool = True) -> np.ndarray:
+    """A sorted note table with each group interval and duration divided by the predicted factors.
+
+    With `shared_ends`, notes whose restored ends lie close together then end together
+    (models/refine/shared_ends.py): the net restores each duration alone."""
     if len(table) < 2:
         return table.copy()
     log_factors, _ = model.eval()(torch.from_numpy(duration_features(table, model.config.features)).unsqueeze(0))
@@ -303,10 +307,13 @@ def restore_timing(table: np.ndarray, model: DurationNet) -> np.ndarray:
     out = table.copy()
     out[:, START] = new_onset[groups] + (table[:, START] - onset[groups])
     out[:, END] = out[:, START] + (table[:, END] - table[:, START]) / np.exp(log_g)
+    if shared_ends:
+        out[:, END] = snap_shared_ends(out[:, START], out[:, END], table[:, END] - table[:, START], STRETCH_RANGE)
     return out
 
 
-def refine_durations(notes: Sequence[Sequence[float]], model: DurationNet) -> list[tuple[int, int, float, float]]:
+def refine_durations(notes: Sequence[Sequence[float]], model: DurationNet, shared_ends: bool = True
+                     ) -> list[tuple[int, int, float, float]]:
     """The same notes (pitch, velocity, start_s, end_s), in the same order, with onsets and durations restored by the net."""
     table, order = as_table(notes)
-    return from_table(restore_timing(table, model), order)
+    return from_table(restore_timing(table, model, shared_ends), order)

@@ -11,7 +11,9 @@ stretch; keys without a prefix, as the first net reported them) and per phrase (
 factor per segment of 4-32 onset groups, a legato factor per other segment; keys prefixed
 ``phrase_``): the timing error before and after restoring (mean absolute error of the
 intervals and of the durations, ms), and each version's onset deviation from its beat grid
-(intervals against the nearest multiple of the local median interval, ms).
+(intervals against the nearest multiple of the local median interval, ms). Restoring is what
+``instrument refine --duration`` runs: the net, then nearby ends given one end
+(models/refine/shared_ends.py); ``--no-shared-ends`` scores the net alone.
 """
 from __future__ import annotations
 
@@ -77,10 +79,12 @@ def grid_deviation_ms(table: np.ndarray) -> float:
     return float((np.abs(ratio - np.round(ratio)) * tatum[real]).mean() * 1000)
 
 
-def duration_report(model, test_tables: list[np.ndarray], seed: int = 1234, kind: str = "note") -> dict[str, float]:
+def duration_report(model, test_tables: list[np.ndarray], seed: int = 1234, kind: str = "note",
+                    shared_ends: bool = True) -> dict[str, float]:
     """Timing error (ms) of the test pieces stretched by `kind` before and after restoring, and grid deviations.
 
-    Keys of the "note" stretch carry no prefix (the first net's report); others are prefixed with the kind."""
+    Keys of the "note" stretch carry no prefix (the first net's report); others are prefixed with the kind.
+    `shared_ends=False` scores the net alone, without putting nearby ends back together."""
     rng = np.random.default_rng(seed)
     sums = {"ioi_before": 0.0, "ioi_after": 0.0, "dur_before": 0.0, "dur_after": 0.0}
     counts = {"ioi": 0, "dur": 0}
@@ -90,7 +94,7 @@ def duration_report(model, test_tables: list[np.ndarray], seed: int = 1234, kind
             continue
         scored = interval_mask(table)  # intervals that are not inside a chord
         stretched, _, _ = stretch(table, rng, kind=kind)
-        restored = restore_timing(stretched, model)
+        restored = restore_timing(stretched, model, shared_ends)
         (ioi, dur), (ioi_s, dur_s), (ioi_r, dur_r) = (intervals_and_durations(t) for t in (table, stretched, restored))
         sums["ioi_before"] += np.abs(ioi_s - ioi)[scored].sum()
         sums["ioi_after"] += np.abs(ioi_r - ioi)[scored].sum()
@@ -151,7 +155,7 @@ def live_duration_report(model, test_tables: list[np.ndarray], seed: int = 1234,
 
 
 def evaluate(corpus, velocity_model=None, duration_model=None, stretches: tuple[str, ...] = STRETCH_KINDS,
-             live_duration_model=None) -> dict[str, float]:
+             live_duration_model=None, shared_ends: bool = True, seed: int = 1234) -> dict[str, float]:
     """All figures of the nets given, as one flat dict (the Duration Net's for each stretch kind in `stretches`)."""
     test = [from_piece_array(p.note_array) for p in corpus.split("test")]
     if not test:
@@ -162,10 +166,10 @@ def evaluate(corpus, velocity_model=None, duration_model=None, stretches: tuple[
         report.update(velocity_report(velocity_model, test, fit_baselines(train)))
     if duration_model is not None:
         for kind in stretches:
-            report.update(duration_report(duration_model, test, kind=kind))
+            report.update(duration_report(duration_model, test, seed=seed, kind=kind, shared_ends=shared_ends))
     if live_duration_model is not None:
         for kind in stretches:
-            report.update(live_duration_report(live_duration_model, test, kind=kind))
+            report.update(live_duration_report(live_duration_model, test, seed=seed, kind=kind))
     return report
 
 
@@ -185,6 +189,10 @@ def configure_eval(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--on-grid", action="store_true",
                         help="score only the files sequenced on a beat grid: at least 90 %% of their onsets within 10 ms of "
                              "their 16th-note ticks (models/refine/beat_grid.py)")
+    parser.add_argument("--no-shared-ends", action="store_true",
+                        help="duration: score the net alone, without giving notes whose restored ends lie close together one "
+                             "end (models/refine/shared_ends.py; instrument refine does that)")
+    parser.add_argument("--seed", type=int, default=1234, help="duration: the stretches' random seed (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -214,7 +222,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
         corpus.pieces = [p for p in corpus.pieces if p.split != "test" or on_grid_share(p.path) >= 0.9]
     started = time.perf_counter()
-    report = evaluate(corpus, velocity, duration, STRETCH_KINDS if args.stretch == "both" else (args.stretch,), live)
+    report = evaluate(corpus, velocity, duration, STRETCH_KINDS if args.stretch == "both" else (args.stretch,), live,
+                      shared_ends=not args.no_shared_ends, seed=args.seed)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(report))
