@@ -24,6 +24,7 @@ import mido
 import numpy as np
 
 TOLERANCE_MS = 10.0
+SEQUENCED_SHARE = 0.9  # a file with at least this share of its onsets on its own 16th grid was typed into a sequencer
 GRIDS = {"16th": 4, "12ths": 12, "8th_triplet": 3}  # grid ticks per beat
 DRUM_CHANNEL = 9
 
@@ -56,6 +57,11 @@ def onset_distances(path: Path) -> dict[str, np.ndarray] | None:
     return out
 
 
+def is_sequenced(path: Path) -> bool:
+    """Whether a file's onsets sit on its own 16th grid (at least SEQUENCED_SHARE of them within TOLERANCE_MS)."""
+    return on_grid_share(path) >= SEQUENCED_SHARE
+
+
 def on_grid_share(path: Path, grid: str = "16th", tolerance_ms: float = TOLERANCE_MS) -> float:
     """The share of a file's onsets within `tolerance_ms` of its `grid` (0 for an unreadable file)."""
     result = onset_distances(Path(path))
@@ -78,7 +84,7 @@ def folder_report(root: Path, tolerance_ms: float = TOLERANCE_MS) -> dict:
             bucket = per_split.setdefault(key, {"files": 0, "on90": 0, **{g: [] for g in GRIDS}, **{g + "_chance": [] for g in GRIDS}})
             bucket["files"] += 1
             on16 = result["16th"][0] <= tolerance_ms
-            bucket["on90"] += int(on16.mean() >= 0.9)
+            bucket["on90"] += int(on16.mean() >= SEQUENCED_SHARE)
             for grid, (distance, step) in result.items():
                 bucket[grid].append(distance <= tolerance_ms)
                 bucket[grid + "_chance"].append(np.minimum(1.0, 2 * tolerance_ms / np.maximum(step, 1e-9)))

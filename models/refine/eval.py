@@ -218,9 +218,9 @@ def run_eval(args: argparse.Namespace) -> int:
         live = load_checkpoint(args.live_duration or shipped_checkpoint("live_duration"), LiveDurationNet)[0]
     corpus = Corpus.load(args.data, workers=1)
     if args.on_grid:
-        from models.refine.beat_grid import on_grid_share
+        from models.refine.beat_grid import is_sequenced
 
-        corpus.pieces = [p for p in corpus.pieces if p.split != "test" or on_grid_share(p.path) >= 0.9]
+        corpus.pieces = [p for p in corpus.pieces if p.split != "test" or is_sequenced(p.path)]
     started = time.perf_counter()
     report = evaluate(corpus, velocity, duration, STRETCH_KINDS if args.stretch == "both" else (args.stretch,), live,
                       shared_ends=not args.no_shared_ends, seed=args.seed)

@@ -118,11 +118,11 @@ def sequenced_weights(pieces: list, weight: float) -> np.ndarray:
 
     Reads each MIDI file again for its ticks (models/refine/beat_grid.py): about 0.4 s a piece.
     """
-    from models.refine.beat_grid import on_grid_share
+    from models.refine.beat_grid import is_sequenced
 
     if weight <= 0:
         raise _usage_error("--grid-weight must be > 0")
-    return np.array([weight if on_grid_share(Path(piece.path)) >= 0.9 else 1.0 for piece in pieces])
+    return np.array([weight if is_sequenced(Path(piece.path)) else 1.0 for piece in pieces])
 
 
 def loss_of(model: torch.nn.Module, features: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
