@@ -18,7 +18,6 @@ intervals and of the durations, ms), and each version's onset deviation from its
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from models.refine.duration import (LOCAL_GROUPS, MIN_IOI_S, STRETCH_KINDS, _loc
                                     restore_timing, stretch)
 from models.refine.notes import START, VELOCITY, from_piece_array, group_stats, onset_groups
 from models.refine.velocity import heuristic_velocities, predict_velocities
+from models.report import print_report
 
 
 def fit_baselines(train_tables: list[np.ndarray]) -> dict[str, float]:
@@ -225,11 +225,7 @@ def run_eval(args: argparse.Namespace) -> int:
     report = evaluate(corpus, velocity, duration, STRETCH_KINDS if args.stretch == "both" else (args.stretch,), live,
                       shared_ends=not args.no_shared_ends, seed=args.seed)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:36s} {value:.4f}" if isinstance(value, float) else f"{key:36s} {value}")
+    print_report(report, args.json)
     return 0
 
 

@@ -15,7 +15,6 @@ Four questions, each answered with numbers on the test split:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from models.checkpoint import load_checkpoint, shipped_checkpoint
 from models.events import NOTE_ON_OFFSET, NOTE_OFF_OFFSET
 from models.metrics import longest_copies
+from models.report import print_report
 from models.seqae.model import SeqAE, binarize, bit_flips, decode, walk_step
 
 
@@ -169,11 +169,7 @@ def run_eval(args: argparse.Namespace) -> int:
             report["bit_flips_without_continuity (recorded)"] = recorded
     report["model"] = str(path)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        for key, value in report.items():
-            print(f"{key:40s} {value:.4f}" if isinstance(value, float) else f"{key:40s} {value}")
+    print_report(report, args.json)
     return 0
 
 
