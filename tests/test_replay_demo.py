@@ -46,7 +46,7 @@ def test_replay_next_frame_paces_in_real_time(tmp_path):
     with open_controller(f"replay:{path}") as replay:
         start = time.monotonic()
         got = [replay.next_frame(1.0) for _ in range(3)]
-        assert time.monotonic() - start == pytest.approx(0.2, abs=0.08)
+        assert 0.19 <= time.monotonic() - start < 1.0  # paced by the take's own 0.2 s (a busy machine may add, never take away)
         assert all(f.present and f.x == 0.5 for f in got)
         assert replay.next_frame(0.1) is None and replay.stats()["finished"] == 1
 
