@@ -8,19 +8,13 @@ import pytest
 from instrument.cli import main
 from models.events import Note, midi_to_notes, notes_to_midi
 from models.refine.duration import stretch
-from models.refine.notes import as_table
 from tests.test_fault_usage import assert_one_line_error
+from tests.test_shared_ends import sequenced_piece
 
 
 def sequenced_notes(bars: int = 8) -> list[Note]:
-    """Per 2-s bar (120 bpm): a held chord under eighths, all on the 16th grid, as a DCRNN render or a sequencer writes."""
-    notes = []
-    for bar in range(bars):
-        t0 = 2.0 * bar
-        chord = (48, 52, 55) if bar % 2 == 0 else (47, 50, 53)  # a stretched chord may outlast its bar: never the same keys next
-        notes += [Note(pitch=p, start=t0, end=t0 + 2.0, velocity=60) for p in chord]
-        notes += [Note(pitch=72 + (i * 5 + bar) % 7, start=t0 + 0.25 * i, end=t0 + 0.25 * (i + 1), velocity=80) for i in range(8)]
-    return notes
+    """tests/test_shared_ends.py's sequenced piece as notes: on the 16th grid, as a DCRNN render or a sequencer writes."""
+    return [Note(pitch=int(p), start=s, end=e, velocity=int(v)) for p, v, s, e in sequenced_piece(bars)]
 
 
 def timing(notes: list[Note]) -> list[tuple[int, float, float]]:
@@ -47,8 +41,7 @@ def durations_by_pitch(notes: list[Note]) -> np.ndarray:
 
 def test_a_stretched_file_has_its_timing_restored_towards_the_original(tmp_path, capsys):
     real = sequenced_notes()
-    table, _ = as_table([(n.pitch, n.velocity, n.start, n.end) for n in real])
-    stretched, _, _ = stretch(table, np.random.default_rng(0), kind="note")  # off the grid, as a generator's timing drifts
+    stretched, _, _ = stretch(sequenced_piece(8), np.random.default_rng(0), kind="note")  # off the grid, as a generator's timing drifts
     source, out = tmp_path / "stretched.mid", tmp_path / "out.mid"
     notes_to_midi([Note(pitch=int(p), start=s, end=e, velocity=int(v)) for p, v, s, e in stretched]).save(source)
     assert main(["refine", str(source), "--duration", "--out", str(out)]) == 0

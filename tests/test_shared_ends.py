@@ -39,11 +39,13 @@ def test_a_note_is_never_moved_outside_its_own_stretch_window():
 
 
 def sequenced_piece(bars: int = 16) -> np.ndarray:
-    """A sorted note table: per 2-s bar a three-note chord held to the bar line under legato eighths, the last one ending with it."""
+    """A sorted note table (120 bpm, all on the 16th grid): per 2-s bar a three-note chord held to the bar line under legato
+    eighths, the last one ending with it."""
     notes = []
     for bar in range(bars):
         t0 = 2.0 * bar
-        notes += [(pitch, 60, t0, t0 + 2.0) for pitch in (48, 52, 55)]
+        chord = (48, 52, 55) if bar % 2 == 0 else (47, 50, 53)  # a stretched chord may outlast its bar: never the same keys next
+        notes += [(pitch, 60, t0, t0 + 2.0) for pitch in chord]
         notes += [(72 + (i * 5 + bar) % 7, 80, t0 + 0.25 * i, t0 + 0.25 * (i + 1)) for i in range(8)]
     return as_table(notes)[0]
 
